@@ -1,0 +1,5 @@
+//! strata: deterministic, daemonless OCI image builds from YAML recipes.
+
+pub mod digest;
+pub mod layer;
+pub mod recipe;

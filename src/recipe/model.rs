@@ -1,0 +1,214 @@
+//! The recipe data model, exactly as written in YAML. Validation and source resolution live
+//! beside it (`parse`, `resolve`); this file only says what a recipe can contain.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default `SOURCE_DATE_EPOCH` when neither the recipe nor the environment gives one:
+/// 2000-01-01T00:00:00Z. Fixed, so builds never depend on the clock.
+pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 946_684_800;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    /// `os/arch[/variant]`, default `linux/amd64`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    #[serde(default)]
+    pub source_date_epoch: Option<i64>,
+    /// `scratch` or `oci:PATH[:TAG]` (PATH relative to the recipe's directory).
+    #[serde(default = "default_base")]
+    pub base: String,
+    #[serde(default)]
+    pub layers: Vec<LayerSpec>,
+    #[serde(default)]
+    pub accounts: Option<Accounts>,
+    #[serde(default)]
+    pub config: ImageConfigSpec,
+    /// Manifest annotations (`org.opencontainers.image.*` and others).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_tag() -> String {
+    "latest".into()
+}
+fn default_platform() -> String {
+    "linux/amd64".into()
+}
+fn default_base() -> String {
+    "scratch".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Shown in history and progress; defaults to `layer-N`.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+/// One step. YAML form: a single-key map, e.g. `- copy: {src: bin/, dest: /usr/bin/}`.
+/// The set is open: later step kinds (debian, python) are added as new variants.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Copy(CopyStep),
+    File(FileStep),
+    Dir(DirStep),
+    Symlink(SymlinkStep),
+    Tar(TarStep),
+    Remove(RemoveStep),
+}
+
+/// Copies files, directories or glob matches from the recipe's directory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CopyStep {
+    /// A path or glob relative to the recipe's directory; never `..` or absolute.
+    pub src: String,
+    /// Absolute path in the image. A trailing `/` (or several matches, or a directory
+    /// source) means "into this directory".
+    pub dest: String,
+    /// Octal string (`"0755"`) applied to files; directories keep 0755 unless `dir_mode`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub dir_mode: Option<String>,
+    /// `user[:group]`, names from `accounts` or numbers.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Globs (relative to `src` when it is a directory) left out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileStep {
+    pub path: String,
+    pub content: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirStep {
+    pub path: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkStep {
+    pub path: String,
+    pub target: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Unpacks a local tarball (plain, gzip, zstd; detected from the bytes) under `dest`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TarStep {
+    pub src: String,
+    #[serde(default = "default_root")]
+    pub dest: String,
+    /// Keep the owners stored in the tarball instead of `owner` / 0:0.
+    #[serde(default)]
+    pub keep_owners: bool,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+fn default_root() -> String {
+    "/".into()
+}
+
+/// Deletes paths present in lower layers (OCI whiteouts). `opaque: true` hides a
+/// directory's lower contents but keeps the directory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveStep {
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub opaque: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Accounts {
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    /// Primary group id; defaults to `uid`, and a group of the user's name is created when
+    /// no group has that gid.
+    #[serde(default)]
+    pub gid: Option<u32>,
+    #[serde(default)]
+    pub home: Option<String>,
+    #[serde(default)]
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub gecos: Option<String>,
+    /// Create the home directory (owned by the user, mode 0750). Default true.
+    #[serde(default = "yes")]
+    pub create_home: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfigSpec {
+    /// `KEY: value`; kept in key order.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `"8080/tcp"`, `"53/udp"`, or a bare port number (tcp).
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
