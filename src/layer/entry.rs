@@ -24,11 +24,18 @@ fn ser_bytes_digest<S: serde::Serializer>(b: &Arc<[u8]>, s: S) -> Result<S::Ok, 
 
 #[derive(Debug, Clone, Serialize)]
 pub enum EntryKind {
-    File { content: Content, size: u64 },
+    File {
+        content: Content,
+        size: u64,
+    },
     Dir,
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// A hard link to another path in the same layer (relative, no leading slash).
-    Hardlink { target: String },
+    Hardlink {
+        target: String,
+    },
     /// `.wh.<name>`: deletes `path` from lower layers.
     Whiteout,
     /// `.wh..wh..opq` inside directory `path`: hides everything below it in lower layers.
