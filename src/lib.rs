@@ -3,3 +3,4 @@
 pub mod digest;
 pub mod layer;
 pub mod recipe;
+pub mod store;
