@@ -50,6 +50,9 @@ pub struct LayerSpec {
     /// Shown in history and progress; defaults to `layer-N`.
     #[serde(default)]
     pub name: Option<String>,
+    /// serde_yaml 0.9 spells enums as YAML tags (`!copy`); the single-key map form the
+    /// recipe format uses needs the singleton-map adapter.
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
 }
 

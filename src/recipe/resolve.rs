@@ -1,0 +1,810 @@
+//! Steps of one layer → the sorted list of entries the layer writer turns into a tar.
+//!
+//! Everything that could leak the build machine into the image is decided here: mtimes are
+//! the recipe's `SOURCE_DATE_EPOCH`, owners come from the recipe (default 0:0, names only
+//! when the recipe named them), modes from the recipe or the source's permission bits, no
+//! xattrs. File bytes are never read here: a [`FileDigester`] (the store's stat cache) gives
+//! each copied file's digest, and entries point at the file on disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use globset::GlobMatcher;
+use rayon::prelude::*;
+
+use super::accounts::{resolve_owner, Owner};
+use super::model::{CopyStep, Step, TarStep};
+use super::parse::{expand_source, is_glob, step_mode, step_path, LoadedRecipe, RecipeError};
+use super::validate::{image_path, Problem};
+use crate::layer::{Content, Entry, EntryKind};
+
+/// Content digests of files on disk. The store implements it with a stat cache (like git's
+/// index) so unchanged files are not read again.
+pub trait FileDigester: Sync {
+    /// Hex sha256 of the file's bytes.
+    fn sha256(&self, path: &Path, meta: &Metadata) -> io::Result<String>;
+}
+
+/// Reads and hashes every file; for tests and one-off use.
+pub struct ReadDigester;
+
+impl FileDigester for ReadDigester {
+    fn sha256(&self, path: &Path, _meta: &Metadata) -> io::Result<String> {
+        crate::digest::sha256_file(path).map(|(hex, _)| hex)
+    }
+}
+
+const DIR_MODE: u32 = 0o755;
+const FILE_MODE: u32 = 0o644;
+const SYMLINK_MODE: u32 = 0o777;
+
+/// An entry on its way into the layer, with what later stages need.
+struct Staged {
+    entry: Entry,
+    /// (dev, ino) of a copied file, for hard-link detection.
+    inode: Option<(u64, u64)>,
+    /// Value path of the step that made it, for errors.
+    step: String,
+    /// Metadata of a copied file whose digest is still to be computed.
+    pending: Option<Metadata>,
+}
+
+/// Resolves layer `layer_index` of the recipe into entries sorted by path, every mtime
+/// `sde`. Later steps override earlier entries at the same path; missing parent
+/// directories are added (0755, 0:0); copied files sharing an inode become hard links to
+/// the bytewise-first path.
+pub fn resolve_layer(
+    loaded: &LoadedRecipe,
+    layer_index: usize,
+    digester: &dyn FileDigester,
+    sde: u64,
+) -> Result<Vec<Entry>, RecipeError> {
+    let layer = loaded.recipe.layers.get(layer_index).ok_or_else(|| {
+        loaded.error_at(
+            "layers",
+            format!("the recipe has no layer {layer_index}"),
+            "this is a bug in the caller",
+        )
+    })?;
+    let mut staged = Vec::new();
+    for (si, step) in layer.steps.iter().enumerate() {
+        let path = step_path(layer_index, si, step);
+        let before = staged.len();
+        match step {
+            Step::Copy(c) => copy_step(loaded, &path, c, &mut staged)?,
+            Step::File(f) => {
+                let mode = step_mode(loaded, &format!("{path}.mode"), f.mode.as_ref())?;
+                let bytes: Arc<[u8]> = Arc::from(f.content.as_bytes());
+                let size = bytes.len() as u64;
+                let e = Entry::new(
+                    image_path(&f.path).map_err(|p| problem(loaded, &path, "path", p))?,
+                    EntryKind::File {
+                        content: Content::Bytes(bytes),
+                        size,
+                    },
+                    mode.unwrap_or(FILE_MODE),
+                );
+                push(
+                    &mut staged,
+                    &path,
+                    e,
+                    owner(loaded, &path, f.owner.as_ref())?,
+                );
+            }
+            Step::Dir(d) => {
+                let mode = step_mode(loaded, &format!("{path}.mode"), d.mode.as_ref())?;
+                let e = Entry::new(
+                    image_path(&d.path).map_err(|p| problem(loaded, &path, "path", p))?,
+                    EntryKind::Dir,
+                    mode.unwrap_or(DIR_MODE),
+                );
+                push(
+                    &mut staged,
+                    &path,
+                    e,
+                    owner(loaded, &path, d.owner.as_ref())?,
+                );
+            }
+            Step::Symlink(s) => {
+                let e = Entry::new(
+                    image_path(&s.path).map_err(|p| problem(loaded, &path, "path", p))?,
+                    EntryKind::Symlink {
+                        target: s.target.clone(),
+                    },
+                    SYMLINK_MODE,
+                );
+                push(
+                    &mut staged,
+                    &path,
+                    e,
+                    owner(loaded, &path, s.owner.as_ref())?,
+                );
+            }
+            Step::Tar(t) => tar_step(loaded, &path, t, &mut staged)?,
+            Step::Remove(r) => {
+                for (i, p) in r.paths.iter().enumerate() {
+                    let rel = image_path(p)
+                        .map_err(|pr| problem(loaded, &path, &format!("paths[{i}]"), pr))?;
+                    let kind = if r.opaque {
+                        EntryKind::OpaqueWhiteout
+                    } else {
+                        EntryKind::Whiteout
+                    };
+                    push(
+                        &mut staged,
+                        &path,
+                        Entry::new(rel, kind, 0),
+                        Owner::default(),
+                    );
+                }
+            }
+        }
+        // An empty path is the image root: it has no entry of its own.
+        let mut i = before;
+        while i < staged.len() {
+            if staged[i].entry.path.is_empty() {
+                staged.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    // Digests of copied files, in parallel; the store's stat cache makes this cheap.
+    staged
+        .par_iter_mut()
+        .filter(|s| s.pending.is_some())
+        .try_for_each(|s| -> Result<(), RecipeError> {
+            let Some(meta) = s.pending.take() else {
+                return Ok(());
+            };
+            if let EntryKind::File {
+                content: Content::Path { path, sha256 },
+                ..
+            } = &mut s.entry.kind
+            {
+                *sha256 = digester.sha256(path, &meta).map_err(|e| {
+                    loaded.error_at(
+                        &format!("{}.src", s.step),
+                        format!("cannot read {}: {e}", path.display()),
+                        "check the file's permissions",
+                    )
+                })?;
+            }
+            Ok(())
+        })?;
+
+    let mut layer = LayerTree::default();
+    for s in staged {
+        layer.insert(s);
+    }
+    layer.finish(loaded, sde)
+}
+
+fn problem(l: &LoadedRecipe, step: &str, field: &str, p: Problem) -> RecipeError {
+    l.error_at(&format!("{step}.{field}"), p.message, p.hint)
+}
+
+fn owner(l: &LoadedRecipe, step: &str, spec: Option<&String>) -> Result<Owner, RecipeError> {
+    match spec {
+        None => Ok(Owner::default()),
+        Some(s) => {
+            resolve_owner(s, l.recipe.accounts.as_ref()).map_err(|p| problem(l, step, "owner", p))
+        }
+    }
+}
+
+fn push(staged: &mut Vec<Staged>, step: &str, mut entry: Entry, owner: Owner) {
+    owner.apply(&mut entry);
+    staged.push(Staged {
+        entry,
+        inode: None,
+        step: step.to_string(),
+        pending: None,
+    });
+}
+
+fn join(dir: &str, name: &str) -> String {
+    match (dir.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => dir.to_string(),
+        _ => format!("{dir}/{name}"),
+    }
+}
+
+/// Exclude patterns: one without `/` matches a file name at any depth, one with `/` the
+/// whole path below the destination.
+struct Excludes(Vec<(bool, GlobMatcher)>);
+
+impl Excludes {
+    fn new(l: &LoadedRecipe, step: &str, patterns: &[String]) -> Result<Excludes, RecipeError> {
+        let mut out = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let anchored = p.contains('/');
+            let glob = globset::GlobBuilder::new(p.trim_start_matches('/'))
+                .literal_separator(true)
+                .build()
+                .map_err(|e| {
+                    l.error_at(
+                        &format!("{step}.exclude[{i}]"),
+                        format!("bad exclude glob: {e}"),
+                        "",
+                    )
+                })?;
+            out.push((anchored, glob.compile_matcher()));
+        }
+        Ok(Excludes(out))
+    }
+
+    fn excludes(&self, rel: &str) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.0.iter().any(|(anchored, m)| {
+            if *anchored {
+                m.is_match(rel)
+            } else {
+                m.is_match(name)
+            }
+        })
+    }
+}
+
+fn copy_step(
+    l: &LoadedRecipe,
+    step: &str,
+    c: &CopyStep,
+    staged: &mut Vec<Staged>,
+) -> Result<(), RecipeError> {
+    let src_path = format!("{step}.src");
+    let sources = expand_source(l, &src_path, &c.src)?;
+    let dest = image_path(&c.dest).map_err(|p| problem(l, step, "dest", p))?;
+    let mode = step_mode(l, &format!("{step}.mode"), c.mode.as_ref())?;
+    let dir_mode = step_mode(l, &format!("{step}.dir_mode"), c.dir_mode.as_ref())?;
+    let owner = owner(l, step, c.owner.as_ref())?;
+    let excludes = Excludes::new(l, step, &c.exclude)?;
+    let glob = is_glob(&c.src);
+    let into_dir = c.dest.ends_with('/') || glob || sources.len() > 1;
+    let root = l.dir.canonicalize().unwrap_or_else(|_| l.dir.clone());
+
+    for src in sources {
+        let io_err = |e: io::Error, p: &Path| {
+            l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
+        };
+        // The top-level source is followed if it is a symlink (expand_source checked that
+        // it resolves inside the recipe's directory); symlinks below it are kept as links.
+        let real = src.canonicalize().map_err(|e| io_err(e, &src))?;
+        let meta = fs::metadata(&real).map_err(|e| io_err(e, &src))?;
+        let name = src
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if meta.is_dir() {
+            // A directory's contents land in `dest` (or `dest/<name>` for glob matches).
+            let top = if glob {
+                join(&dest, &name)
+            } else {
+                dest.clone()
+            };
+            let prefix = if glob { name.clone() } else { String::new() };
+            let walker = walkdir::WalkDir::new(&real).follow_links(false);
+            let mut it = walker.into_iter();
+            while let Some(item) = it.next() {
+                let item = item.map_err(|e| {
+                    let p = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| real.clone());
+                    l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
+                })?;
+                let rel_os = item.path().strip_prefix(&real).unwrap_or(item.path());
+                let rel = rel_os.to_string_lossy().into_owned();
+                let landing = join(&prefix, &rel);
+                if !rel.is_empty() && excludes.excludes(&landing) {
+                    if item.file_type().is_dir() {
+                        it.skip_current_dir();
+                    }
+                    continue;
+                }
+                let m = item.metadata().map_err(|e| io_err(e.into(), item.path()))?;
+                let target = join(&top, &rel);
+                staged_from_fs(
+                    l,
+                    &src_path,
+                    &root,
+                    item.path(),
+                    &m,
+                    target,
+                    mode,
+                    dir_mode,
+                    &owner,
+                    staged,
+                )?;
+            }
+        } else {
+            if excludes.excludes(&name) {
+                continue;
+            }
+            let target = if into_dir {
+                join(&dest, &name)
+            } else {
+                dest.clone()
+            };
+            if target.is_empty() {
+                return Err(l.error_at(
+                    &format!("{step}.dest"),
+                    "a single file cannot be copied to `/` itself",
+                    "end `dest` with `/` to copy into a directory, e.g. `/usr/bin/`",
+                ));
+            }
+            staged_from_fs(
+                l, &src_path, &root, &real, &meta, target, mode, dir_mode, &owner, staged,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One file system object (not followed if a symlink) as a staged entry.
+#[allow(clippy::too_many_arguments)]
+fn staged_from_fs(
+    l: &LoadedRecipe,
+    src_path: &str,
+    root: &Path,
+    host: &Path,
+    meta: &Metadata,
+    target: String,
+    mode: Option<u32>,
+    dir_mode: Option<u32>,
+    owner: &Owner,
+    staged: &mut Vec<Staged>,
+) -> Result<(), RecipeError> {
+    let ft = meta.file_type();
+    let bits = meta.mode() & 0o7777;
+    let step = src_path
+        .strip_suffix(".src")
+        .unwrap_or(src_path)
+        .to_string();
+    let (kind, mode, inode, pending) = if ft.is_dir() {
+        (EntryKind::Dir, dir_mode.unwrap_or(bits), None, None)
+    } else if ft.is_file() {
+        let kind = EntryKind::File {
+            content: Content::Path {
+                path: host.to_path_buf(),
+                sha256: String::new(),
+            },
+            size: meta.len(),
+        };
+        (
+            kind,
+            mode.unwrap_or(bits),
+            Some((meta.dev(), meta.ino())),
+            Some(meta.clone()),
+        )
+    } else if ft.is_symlink() {
+        let link = fs::read_link(host).map_err(|e| {
+            l.error_at(
+                src_path,
+                format!("cannot read link {}: {e}", host.display()),
+                "",
+            )
+        })?;
+        check_link_inside(l, src_path, root, host, &link)?;
+        let target = link.to_string_lossy().into_owned();
+        (EntryKind::Symlink { target }, SYMLINK_MODE, None, None)
+    } else {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "a device node"
+        };
+        return Err(l.error_at(
+            src_path,
+            format!("{} is {what}, which cannot be copied", host.display()),
+            "leave it out with `exclude`",
+        ));
+    };
+    let mut entry = Entry::new(target, kind, mode);
+    owner.apply(&mut entry);
+    staged.push(Staged {
+        entry,
+        inode,
+        step,
+        pending,
+    });
+    Ok(())
+}
+
+/// A symlink inside a copied tree must point inside the recipe's directory: an absolute
+/// target or one that climbs out names something on the build machine, not in the inputs.
+fn check_link_inside(
+    l: &LoadedRecipe,
+    src_path: &str,
+    root: &Path,
+    host: &Path,
+    link: &Path,
+) -> Result<(), RecipeError> {
+    let shown = host
+        .strip_prefix(root)
+        .unwrap_or(host)
+        .display()
+        .to_string();
+    let hint = "make the link relative and inside the recipe's directory, or create it with a `symlink` step (its target is an image path)";
+    if link.is_absolute() {
+        return Err(l.error_at(
+            src_path,
+            format!(
+                "symlink `{shown}` points to the absolute path {}, outside the recipe's directory",
+                link.display()
+            ),
+            hint,
+        ));
+    }
+    let mut resolved: Vec<Component> = host.parent().unwrap_or(root).components().collect();
+    for c in link.components() {
+        match c {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(_) => resolved.push(c),
+            _ => {}
+        }
+    }
+    let resolved: PathBuf = resolved.iter().collect();
+    if !resolved.starts_with(root) {
+        return Err(l.error_at(
+            src_path,
+            format!(
+                "symlink `{shown}` -> {} leads outside the recipe's directory",
+                link.display()
+            ),
+            hint,
+        ));
+    }
+    Ok(())
+}
+
+enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+fn sniff(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::Plain
+    }
+}
+
+/// A tar member path (or hard-link target) as a relative image path below `dest`; `None`
+/// for the archive root (`./`), an error for `..`.
+fn member_path(dest: &str, p: &Path) -> Result<Option<String>, String> {
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!("member `{}` contains `..`", p.display()))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(join(dest, &parts.join("/"))))
+}
+
+fn tar_step(
+    l: &LoadedRecipe,
+    step: &str,
+    t: &TarStep,
+    staged: &mut Vec<Staged>,
+) -> Result<(), RecipeError> {
+    let src_path = format!("{step}.src");
+    let sources = expand_source(l, &src_path, &t.src)?;
+    let [file] = sources.as_slice() else {
+        return Err(l.error_at(
+            &src_path,
+            format!("`{}` matches more than one file", t.src),
+            "name one tarball",
+        ));
+    };
+    let dest = image_path(&t.dest).map_err(|p| problem(l, step, "dest", p))?;
+    let owner = owner(l, step, t.owner.as_ref())?;
+    let bad = |msg: String| {
+        l.error_at(
+            &src_path,
+            format!("tarball {}: {msg}", file.display()),
+            "the tarball must be a plain, gzip or zstd tar whose members stay below its root",
+        )
+    };
+    let mut f = fs::File::open(file).map_err(|e| bad(e.to_string()))?;
+    let mut magic = [0u8; 4];
+    let n = read_up_to(&mut f, &mut magic).map_err(|e| bad(e.to_string()))?;
+    let head = io::Cursor::new(magic[..n].to_vec()).chain(f);
+    let reader: Box<dyn Read> = match sniff(&magic[..n]) {
+        Compression::Plain => Box::new(head),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(head)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(head).map_err(|e| bad(e.to_string()))?)
+        }
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
+    for member in entries {
+        let mut member = member.map_err(|e| bad(e.to_string()))?;
+        let raw_path = member.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let header = member.header();
+        let et = header.entry_type();
+        if matches!(
+            et,
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
+            continue;
+        }
+        let Some(path) = member_path(&dest, &raw_path).map_err(bad)? else {
+            continue;
+        };
+        let mode = header.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
+        let ids = if t.keep_owners {
+            Some((
+                header.uid().map_err(|e| bad(e.to_string()))?,
+                header.gid().map_err(|e| bad(e.to_string()))?,
+            ))
+        } else {
+            None
+        };
+        let kind = match et {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut bytes = Vec::new();
+                member
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| bad(e.to_string()))?;
+                let size = bytes.len() as u64;
+                EntryKind::File {
+                    content: Content::Bytes(Arc::from(bytes)),
+                    size,
+                }
+            }
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => {
+                let target = member
+                    .link_name()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| {
+                        bad(format!("symlink `{}` has no target", raw_path.display()))
+                    })?;
+                EntryKind::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                }
+            }
+            tar::EntryType::Link => {
+                let target = member
+                    .link_name()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| {
+                        bad(format!("hard link `{}` has no target", raw_path.display()))
+                    })?;
+                let target = member_path(&dest, &target).map_err(bad)?.ok_or_else(|| {
+                    bad(format!(
+                        "hard link `{}` points at the root",
+                        raw_path.display()
+                    ))
+                })?;
+                EntryKind::Hardlink { target }
+            }
+            other => {
+                return Err(bad(format!(
+                    "member `{}` has unsupported type {other:?}",
+                    raw_path.display()
+                )))
+            }
+        };
+        let mut entry = Entry::new(
+            path,
+            kind,
+            if matches!(et, tar::EntryType::Symlink) {
+                SYMLINK_MODE
+            } else {
+                mode
+            },
+        );
+        owner.apply(&mut entry);
+        if let Some((uid, gid)) = ids {
+            entry.uid = uid;
+            entry.gid = gid;
+        }
+        staged.push(Staged {
+            entry,
+            inode: None,
+            step: step.to_string(),
+            pending: None,
+        });
+    }
+    Ok(())
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Slot in the tree: a directory and the opaque marker inside it share a path.
+const NORMAL: u8 = 0;
+const OPAQUE: u8 = 1;
+
+/// The layer being assembled, keyed by (path, slot) so iteration is the final order.
+#[derive(Default)]
+struct LayerTree {
+    map: BTreeMap<(String, u8), Staged>,
+}
+
+impl LayerTree {
+    fn remove_below(&mut self, path: &str) {
+        let lo = (format!("{path}/"), 0);
+        let hi = (format!("{path}0"), 0); // '0' is the byte after '/'
+        let keys: Vec<_> = self.map.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            self.map.remove(&k);
+        }
+    }
+
+    fn kind_at(&self, path: &str) -> Option<&EntryKind> {
+        self.map
+            .get(&(path.to_string(), NORMAL))
+            .map(|s| &s.entry.kind)
+    }
+
+    fn mark_opaque(&mut self, path: &str, step: &str) {
+        let e = Entry::new(path, EntryKind::OpaqueWhiteout, 0);
+        self.map.insert(
+            (path.to_string(), OPAQUE),
+            Staged {
+                entry: e,
+                inode: None,
+                step: step.to_string(),
+                pending: None,
+            },
+        );
+    }
+
+    fn insert(&mut self, s: Staged) {
+        let path = s.entry.path.clone();
+        match s.entry.kind {
+            EntryKind::Whiteout => {
+                self.remove_below(&path);
+                self.map.remove(&(path.clone(), OPAQUE));
+                self.map.insert((path, NORMAL), s);
+                return;
+            }
+            EntryKind::OpaqueWhiteout => {
+                self.remove_below(&path);
+                if !matches!(self.kind_at(&path), Some(EntryKind::Dir)) {
+                    self.map.remove(&(path.clone(), NORMAL));
+                }
+                self.map.insert((path, OPAQUE), s);
+                return;
+            }
+            _ => {}
+        }
+        // Ancestors must be directories: a whiteout there becomes "fresh directory"
+        // (opaque), a file or link there is replaced (the later step wins).
+        let mut anc = path.as_str();
+        while let Some(i) = anc.rfind('/') {
+            anc = &path[..i];
+            match self.kind_at(anc) {
+                None | Some(EntryKind::Dir) => {}
+                Some(EntryKind::Whiteout) => {
+                    self.map.remove(&(anc.to_string(), NORMAL));
+                    self.mark_opaque(anc, &s.step);
+                }
+                Some(_) => {
+                    self.map.remove(&(anc.to_string(), NORMAL));
+                }
+            }
+        }
+        let is_dir = matches!(s.entry.kind, EntryKind::Dir);
+        match self.kind_at(&path) {
+            Some(EntryKind::Dir) if !is_dir => {
+                self.remove_below(&path);
+                self.map.remove(&(path.clone(), OPAQUE));
+            }
+            Some(EntryKind::Whiteout) if is_dir => self.mark_opaque(&path, &s.step),
+            _ => {}
+        }
+        self.map.insert((path, NORMAL), s);
+    }
+
+    fn finish(mut self, l: &LoadedRecipe, sde: u64) -> Result<Vec<Entry>, RecipeError> {
+        // Directories for opaque markers and every missing parent.
+        let mut missing = Vec::new();
+        for ((path, slot), s) in &self.map {
+            if *slot == OPAQUE && self.kind_at(path).is_none() {
+                missing.push((path.clone(), s.step.clone()));
+            }
+            let mut anc = path.as_str();
+            while let Some(i) = anc.rfind('/') {
+                anc = &path[..i];
+                if self.kind_at(anc).is_none() {
+                    missing.push((anc.to_string(), s.step.clone()));
+                }
+            }
+        }
+        for (path, step) in missing {
+            self.map
+                .entry((path.clone(), NORMAL))
+                .or_insert_with(|| Staged {
+                    entry: Entry::new(path, EntryKind::Dir, DIR_MODE),
+                    inode: None,
+                    step,
+                    pending: None,
+                });
+        }
+
+        // Copied files sharing an inode (and all header fields) become hard links to the
+        // bytewise-first path; iteration order is path order.
+        let mut first: HashMap<((u64, u64), u32, u64, u64, String, String), String> =
+            HashMap::new();
+        for ((path, _), s) in self.map.iter_mut() {
+            let Some(inode) = s.inode else { continue };
+            let e = &s.entry;
+            let key = (
+                inode,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.uname.clone(),
+                e.gname.clone(),
+            );
+            match first.get(&key) {
+                Some(target) => {
+                    s.entry.kind = EntryKind::Hardlink {
+                        target: target.clone(),
+                    }
+                }
+                None => {
+                    first.insert(key, path.clone());
+                }
+            }
+        }
+
+        let mut out = Vec::with_capacity(self.map.len());
+        for ((_, _), s) in &self.map {
+            if let EntryKind::Hardlink { target } = &s.entry.kind {
+                if !matches!(self.kind_at(target), Some(EntryKind::File { .. })) {
+                    return Err(l.error_at(
+                        &format!("{}.src", s.step),
+                        format!("hard link `/{}` points at `/{target}`, which is not a file in this layer", s.entry.path),
+                        "a later step may have replaced the link's target; reorder the steps",
+                    ));
+                }
+            }
+        }
+        for (_, mut s) in self.map {
+            s.entry.mtime = sde;
+            out.push(s.entry);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;
