@@ -229,6 +229,11 @@ fn home_of(u: &User) -> String {
         .unwrap_or_else(|| format!("/home/{}", u.name))
 }
 
+/// Line index and id of the line with a given name.
+type NameHit = Option<(usize, Option<u32>)>;
+/// Line index and name of the first line with a given id.
+type IdHit = Option<(usize, String)>;
+
 /// A colon-separated database (passwd or group) as lines, with the lines' names and ids.
 struct Db {
     lines: Vec<String>,
@@ -242,12 +247,7 @@ impl Db {
     }
 
     /// (index, id) of the line for `name`, and of the first line with `id`.
-    fn find(
-        &self,
-        name: &str,
-        id: u32,
-        id_field: usize,
-    ) -> (Option<(usize, Option<u32>)>, Option<(usize, String)>) {
+    fn find(&self, name: &str, id: u32, id_field: usize) -> (NameHit, IdHit) {
         let mut by_name = None;
         let mut by_id = None;
         for (i, line) in self.lines.iter().enumerate() {

@@ -123,7 +123,8 @@ pub fn load(path: &Path) -> Result<LoadedRecipe, RecipeError> {
 /// Parses and validates recipe text. Pure: `file` is only used in errors and `dir` is
 /// stored as given (pass a canonical path if the result will be resolved).
 pub fn parse_str(text: &str, file: &Path, dir: &Path) -> Result<LoadedRecipe, RecipeError> {
-    let recipe: Recipe = serde_yaml::from_str(text).map_err(|e| refine_position(serde_error(file, &e), text))?;
+    let recipe: Recipe =
+        serde_yaml::from_str(text).map_err(|e| refine_position(serde_error(file, &e), text))?;
     let map = SourceMap::build(text)
         .map_err(|(pos, msg)| RecipeError::new(file, pos, msg, SYNTAX_HINT))?;
     let loaded = LoadedRecipe {

@@ -647,6 +647,9 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Files are linked only when inode and every header field agree.
+type LinkKey = ((u64, u64), u32, u64, u64, String, String);
+
 /// Slot in the tree: a directory and the opaque marker inside it share a path.
 const NORMAL: u8 = 0;
 const OPAQUE: u8 = 1;
@@ -761,8 +764,7 @@ impl LayerTree {
 
         // Copied files sharing an inode (and all header fields) become hard links to the
         // bytewise-first path; iteration order is path order.
-        let mut first: HashMap<((u64, u64), u32, u64, u64, String, String), String> =
-            HashMap::new();
+        let mut first: HashMap<LinkKey, String> = HashMap::new();
         for ((path, _), s) in self.map.iter_mut() {
             let Some(inode) = s.inode else { continue };
             let e = &s.entry;

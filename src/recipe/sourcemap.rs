@@ -146,6 +146,13 @@ impl Builder {
                         _ => "?".to_string(),
                     };
                     self.map.keys.insert(child_key(path, &k), pos);
+                    // A block map's start event comes after its first key; the map
+                    // itself is best shown at that key.
+                    if let Some(start) = self.map.values.get_mut(path.as_str()) {
+                        if (pos.line, pos.col) < (start.line, start.col) {
+                            *start = pos;
+                        }
+                    }
                     *key = Some(k);
                     if matches!(ev, Event::MappingStart(..) | Event::SequenceStart(..)) {
                         self.stack.push(Frame::Ignored);
@@ -220,6 +227,12 @@ config:
             ("layers[0].steps[1].file.path", 6, 17),
             ("layers[0].steps[1].file.content", 7, 20),
             ("config.env.A", 12, 8),
+            // Block maps are shown at their first key, flow maps at `{`.
+            ("", 1, 1),
+            ("layers[0]", 3, 5),
+            ("layers[0].steps[0]", 4, 9),
+            ("layers[0].steps[0].copy", 4, 15),
+            ("layers[0].steps[1].file", 6, 11),
         ];
         for (path, line, col) in cases {
             assert_eq!(map.value(path), Some(Pos { line, col }), "{path}");
