@@ -11,7 +11,8 @@
 #   STRATA  strata binary (default target/release/strata; build it with cargo build --release)
 #   TOOLS   which of "strata umoci buildah" to run (default all three)
 #   RUNS    timed runs per benchmark (default 5); one warm-up run precedes them
-#   KEEP=1  keep bench/work/ (the tree copy, outputs, caches) afterwards
+#   KEEP=1  keep the outputs and caches afterwards (the tree copy is always kept for the
+#           next run; rm -rf bench/work drops it)
 #
 # Everything is written under bench/work/ (git-ignored). Every tool compresses its layer
 # with gzip so that the same work is measured. The files are in the page cache for all
@@ -131,6 +132,14 @@ for tool in $TOOLS; do
         --export-json "$WORK/$tool-noop.json" \
         "$(q "$SELF") _build $tool" >&2
 done
+
+# A fast wrong answer is no answer: each output must be an image skopeo can read.
+if command -v skopeo >/dev/null; then
+    for tool in $TOOLS; do
+        skopeo inspect "oci:$WORK/out-$tool" >/dev/null ||
+            die "$tool's output $WORK/out-$tool is not a readable OCI image"
+    done
+fi
 
 # --- summary ------------------------------------------------------------------------------
 
