@@ -78,15 +78,18 @@ pub struct CopyStep {
     /// Absolute path in the image. A trailing `/` (or several matches, or a directory
     /// source) means "into this directory".
     pub dest: String,
-    /// Octal string (`"0755"`) applied to files; directories keep 0755 unless `dir_mode`.
+    /// Octal digits (`"0755"`, or unquoted `0755`/`755`, read as written) applied to
+    /// files; files without it keep their source permission bits.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Like `mode`, for directories; without it they keep their source permission bits.
     #[serde(default)]
     pub dir_mode: Option<String>,
     /// `user[:group]`, names from `accounts` or numbers.
     #[serde(default)]
     pub owner: Option<String>,
-    /// Globs (relative to `src` when it is a directory) left out.
+    /// Globs left out, matched against the path below `dest`: one without `/` matches a
+    /// file name at any depth, one with `/` the whole relative path.
     #[serde(default)]
     pub exclude: Vec<String>,
 }

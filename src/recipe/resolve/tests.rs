@@ -453,3 +453,27 @@ layers:
         assert!(err.message.contains("contains `..`"), "{err}");
     }
 }
+
+/// The example recipes users copy must load and resolve.
+#[test]
+fn example_recipes_resolve() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    let Ok(read) = fs::read_dir(&dir) else {
+        return;
+    };
+    let mut seen = 0;
+    for item in read.flatten() {
+        let path = item.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..loaded.recipe.layers.len() {
+            let entries =
+                resolve_layer(&loaded, i, &ReadDigester, SDE).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!entries.is_empty(), "{}: layer {i}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen > 0 || !dir.exists());
+}
