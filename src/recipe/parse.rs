@@ -145,12 +145,8 @@ fn serde_error(file: &Path, e: &serde_yaml::Error) -> RecipeError {
         line: l.line(),
         col: l.column(),
     });
-    let full = e.to_string();
-    // serde_yaml appends " at line L column C"; we print the position ourselves.
-    let text = match full.rfind(" at line ") {
-        Some(i) if full[i..].contains(" column ") => &full[..i],
-        _ => full.as_str(),
-    };
+    let full = strip_marks(&e.to_string());
+    let text = full.as_str();
     // serde_yaml prefixes the value path: "layers[0].steps[0].copy: unknown field ...".
     let (prefix, msg) = match text.split_once(": ") {
         Some((p, m)) if !p.contains(' ') => (format!("{p}: "), m),
@@ -160,8 +156,43 @@ fn serde_error(file: &Path, e: &serde_yaml::Error) -> RecipeError {
     RecipeError::new(file, pos, format!("{prefix}{message}"), hint)
 }
 
-/// serde_yaml puts an unknown step kind at the step's map; point at the key instead.
+/// Removes serde_yaml's " at line L column C" (we print the position ourselves) and keeps
+/// syntax errors to their first clause.
+fn strip_marks(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let n = digits(tail);
+        let after = &tail[n..];
+        match after.strip_prefix(" column ") {
+            Some(c) if n > 0 => rest = &c[digits(c)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    match out.split_once(", while ") {
+        Some((first, _)) => first.to_string(),
+        None => out,
+    }
+}
+
+/// serde_yaml puts an unknown step kind at the step's map; point at the key instead. Tabs
+/// get their own hint.
 fn refine_position(mut err: RecipeError, text: &str) -> RecipeError {
+    let line = text
+        .lines()
+        .nth(err.line.saturating_sub(1))
+        .unwrap_or_default();
+    if err.hint == SYNTAX_HINT && line.trim_start_matches(' ').starts_with('\t') {
+        err.hint = "YAML indentation must use spaces, not tabs".to_string();
+        return err;
+    }
     let Some((path, rest)) = err.message.split_once(": unknown step kind `") else {
         return err;
     };

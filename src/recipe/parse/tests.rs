@@ -35,6 +35,8 @@ fn errors_point_at_the_value() {
     let cases: &[(&str, String, usize, &str, &str, &str)] = &[
         ("unknown field", "name: x\ncolour: red\n".into(), 2, "colour", "unknown field `colour`", "expected one of: name,"),
         ("unknown step field", format!("{HEAD}      - copy: {{src: bin, dest: /b, mdoe: \"0644\"}}\n"), 4, "mdoe", "unknown field `mdoe`", "did you mean `mode`?"),
+        ("syntax", "name: x\nlayers: [\n".into(), 3, "", "did not find expected node content", "indentation and quoting"),
+        ("tab indentation", "name: x\nconfig:\n\tuser: a\n".into(), 3, "\t", "cannot start any token", "spaces, not tabs"),
         ("wrong type", "name: x\nsource_date_epoch: soon\n".into(), 2, "soon", "invalid type", "whole number"),
         ("wrong type in list", "name: x\nlayers: {}\n".into(), 2, "{}", "expected a sequence", "write a list"),
         ("unknown step", format!("{HEAD}      - cpy: {{src: bin, dest: /b}}\n"), 4, "cpy", "unknown step kind `cpy`", "did you mean `copy`?"),
@@ -185,4 +187,18 @@ fn source_date_epoch_resolution() {
     }
     let err = effective_source_date_epoch(&with(None), Some("soon")).expect_err("junk");
     assert!(err.to_string().contains("\n  hint: "));
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let doc = include_str!("../../../docs/recipe.md");
+    let start = doc.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = doc[start..].find("```").expect("closed");
+    let loaded = parse_str(
+        &doc[start..start + len],
+        Path::new("doc.yaml"),
+        Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.recipe.layers.len(), 2);
 }
