@@ -300,7 +300,14 @@ fn copy_step(
                     l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
                 })?;
                 let rel_os = item.path().strip_prefix(&real).unwrap_or(item.path());
-                let rel = rel_os.to_string_lossy().into_owned();
+                // Image paths are UTF-8 (PAX); a lossy conversion would rename silently.
+                let rel = rel_os.to_str().map(str::to_string).ok_or_else(|| {
+                    l.error_at(
+                        &src_path,
+                        format!("{} has a name that is not UTF-8", item.path().display()),
+                        "rename it, or leave it out with `exclude`",
+                    )
+                })?;
                 let landing = join(&prefix, &rel);
                 if !rel.is_empty() && excludes.excludes(&landing) {
                     if item.file_type().is_dir() {
