@@ -1,6 +1,9 @@
 //! strata: deterministic, daemonless OCI image builds from YAML recipes.
 
+pub mod build;
 pub mod digest;
+pub mod inspect;
 pub mod layer;
+pub mod oci;
 pub mod recipe;
 pub mod store;

@@ -1,1 +1,339 @@
-fn main() {}
+//! The `strata` command line: flags in, library calls, results out. Data goes to stdout,
+//! progress and errors to stderr.
+//!
+//! Exit codes: 0 success; 1 a negative answer (`verify` found problems, `diff` found
+//! differences); 2 an error (bad recipe or flags, I/O failure).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use strata::build::{self, BuildObserver, BuildOptions, LayerReport, OutputFormat};
+use strata::layer::Compression;
+use strata::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Deterministic, daemonless OCI image builds from YAML recipes"
+)]
+struct Cli {
+    /// Cache directory (content-addressed store). Default: $XDG_CACHE_HOME/strata or ~/.cache/strata.
+    #[arg(long, global = true, env = "STRATA_CACHE")]
+    cache: Option<PathBuf>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an image from a recipe; prints the manifest digest.
+    Build {
+        recipe: PathBuf,
+        /// Output path: a layout directory (oci) or a file (archives). Default: out/NAME[.tar].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Tag to give the image (default: the recipe's `tag`).
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, value_enum, default_value = "oci")]
+        format: OutputFormat,
+        #[arg(long, value_enum, default_value = "gzip")]
+        compression: Compression,
+    },
+    /// Show an image's config, layers, sizes and history (IMAGE: [oci:]DIR[:TAG]).
+    Inspect { image: String },
+    /// Files added, removed and changed per layer between two images.
+    Diff { a: String, b: String },
+    /// Check every blob and reference of an OCI layout.
+    Verify { image: String },
+    /// Manage the cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List cached layers.
+    Ls,
+    /// Remove cached layers unused for DAYS (default: all), and unreferenced blobs.
+    Gc {
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u64>,
+    },
+}
+
+fn default_cache() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("strata");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache/strata"),
+        None => PathBuf::from(".strata-cache"),
+    }
+}
+
+struct Bars {
+    bar: ProgressBar,
+}
+
+impl Bars {
+    fn new(show: bool) -> Bars {
+        let bar = if show {
+            ProgressBar::new(0)
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Bars { bar }
+    }
+}
+
+impl BuildObserver for Bars {
+    fn layers_planned(&self, names: &[String]) {
+        self.bar.set_length(names.len() as u64);
+        self.bar.set_message("building layers");
+    }
+    fn layer_finished(&self, _index: usize, r: &LayerReport) {
+        self.bar.inc(1);
+        self.bar.println(format!(
+            "  {:<7} {:<20} {} {}",
+            r.source,
+            r.name,
+            &r.digest[..19.min(r.digest.len())],
+            human(r.size)
+        ));
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let cache = cli.cache.clone().unwrap_or_else(default_cache);
+    let progress = !cli.quiet && !cli.json && std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Build {
+            recipe,
+            output,
+            tag,
+            format,
+            compression,
+        } => {
+            let loaded = strata::recipe::load(&recipe)?;
+            let opts = BuildOptions {
+                cache_dir: cache,
+                compression,
+                tag,
+                source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+            };
+            let bars = Bars::new(progress);
+            let built = build::build(&loaded, &opts, &bars)?;
+            bars.bar.finish_and_clear();
+            let dest = output.unwrap_or_else(|| {
+                let name = &loaded.recipe.name;
+                match format {
+                    OutputFormat::Oci => Path::new("out").join(name),
+                    _ => Path::new("out").join(format!("{name}.tar")),
+                }
+            });
+            build::write_output(&built, format, &dest)?;
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "manifest_digest": built.image.manifest_digest,
+                    "config_digest": built.image.config_digest,
+                    "name": built.name,
+                    "tag": built.tag,
+                    "format": format,
+                    "output": dest,
+                    "layers": built.layers,
+                }))?;
+            } else {
+                if !cli.quiet {
+                    eprintln!("wrote {} ({})", dest.display(), built.repo_tag());
+                }
+                println!("{}", built.image.manifest_digest);
+            }
+        }
+        Command::Inspect { image } => {
+            let info = strata::inspect::inspect(&image)?;
+            if cli.json {
+                print_json(&info)?;
+            } else {
+                println!("image     {}", info.reference);
+                println!("manifest  {}", info.manifest_digest);
+                println!("platform  {}", info.platform);
+                if let Some(c) = &info.created {
+                    println!("created   {c}");
+                }
+                println!(
+                    "size      {} in {} layers",
+                    human(info.total_size),
+                    info.layers.len()
+                );
+                for (k, v) in &info.annotations {
+                    println!("annotation {k}={v}");
+                }
+                println!("config    {}", serde_json::to_string(&info.config)?);
+                println!("layers:");
+                for l in &info.layers {
+                    println!(
+                        "  {}  {:>10}  {}",
+                        l.digest,
+                        human(l.size),
+                        l.created_by.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Command::Diff { a, b } => {
+            let d = strata::inspect::diff(&a, &b)?;
+            if cli.json {
+                print_json(&d)?;
+            } else {
+                if d.identical {
+                    println!("identical");
+                }
+                if d.config_changed {
+                    println!("config changed");
+                }
+                for l in &d.layers {
+                    println!(
+                        "layer {}: {} -> {}",
+                        l.index,
+                        l.a.as_deref().unwrap_or("(none)"),
+                        l.b.as_deref().unwrap_or("(none)")
+                    );
+                    for p in &l.added {
+                        println!("  + /{p}");
+                    }
+                    for p in &l.removed {
+                        println!("  - /{p}");
+                    }
+                    for p in &l.changed {
+                        println!("  ~ /{p}");
+                    }
+                }
+            }
+            return Ok(if d.identical {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Verify { image } => {
+            let rep = strata::inspect::verify(Path::new(&image))?;
+            if cli.json {
+                print_json(&rep)?;
+            } else {
+                for p in &rep.problems {
+                    println!("problem: {p}");
+                }
+                for u in &rep.unreferenced {
+                    println!("unreferenced: {u}");
+                }
+                println!(
+                    "{} blobs checked, {} problems",
+                    rep.checked_blobs,
+                    rep.problems.len()
+                );
+            }
+            return Ok(if rep.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Cache { command } => {
+            let store = Store::open(&cache)
+                .with_context(|| format!("opening the cache at {}", cache.display()))?;
+            match command {
+                CacheCommand::Ls => {
+                    let layers = store.list_cached_layers()?;
+                    if cli.json {
+                        let rows: Vec<_> = layers
+                            .iter()
+                            .map(|(k, r, _)| serde_json::json!({"key": k, "layer": r}))
+                            .collect();
+                        print_json(&rows)?;
+                    } else {
+                        for (k, r, _) in &layers {
+                            println!("{}  {}  {:>10}", &k[..16], r.digest, human(r.size));
+                        }
+                        eprintln!("{} cached layers in {}", layers.len(), cache.display());
+                    }
+                }
+                CacheCommand::Gc { older_than } => {
+                    let rep = store.gc(older_than.map(|d| Duration::from_secs(d * 86_400)))?;
+                    if cli.json {
+                        print_json(&rep)?;
+                    } else {
+                        println!(
+                            "removed {} cache entries, {} blobs ({})",
+                            rep.entries,
+                            rep.blobs,
+                            human(rep.bytes)
+                        );
+                    }
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let label = if color {
+                "\x1b[1;31merror\x1b[0m"
+            } else {
+                "error"
+            };
+            eprintln!("{label}: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -7,19 +7,31 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-/// Where a regular file's bytes come from.
-#[derive(Debug, Clone, Serialize)]
+/// Where a regular file's bytes come from. Serializes as its content digest only, so a
+/// layer's cache key does not depend on where the source tree lives.
+#[derive(Debug, Clone)]
 pub enum Content {
     /// Inline bytes (recipe `file` steps, generated files, tarball members).
-    #[serde(serialize_with = "ser_bytes_digest")]
     Bytes(Arc<[u8]>),
     /// A file on disk, read when the layer is written. `sha256` is its content digest
     /// (hex), known ahead of time from the stat cache, so cache keys never need the bytes.
     Path { path: PathBuf, sha256: String },
 }
 
-fn ser_bytes_digest<S: serde::Serializer>(b: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::digest::sha256_hex(b))
+impl Content {
+    /// Hex sha256 of the bytes.
+    pub fn sha256(&self) -> String {
+        match self {
+            Content::Bytes(b) => crate::digest::sha256_hex(b),
+            Content::Path { sha256, .. } => sha256.clone(),
+        }
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.sha256())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

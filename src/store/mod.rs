@@ -73,6 +73,9 @@ pub struct CachedLayer {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Where blobs are written before they are renamed into place: `tmp/` in the cache,
+    /// the layout's own root for an OCI layout (readers ignore stray files there).
+    tmp: PathBuf,
 }
 
 impl Store {
@@ -84,6 +87,18 @@ impl Store {
         }
         Ok(Store {
             root: root.to_path_buf(),
+            tmp: root.join("tmp"),
+        })
+    }
+
+    /// Opens the blob directory of an OCI image layout (`blobs/sha256` is created if
+    /// missing, nothing else).
+    pub fn for_layout(root: &Path) -> Result<Store> {
+        let p = root.join("blobs/sha256");
+        fs::create_dir_all(&p).map_err(io_err(&p))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            tmp: root.to_path_buf(),
         })
     }
 
@@ -101,8 +116,10 @@ impl Store {
 
     /// A temp file in the store's own filesystem, for writers that rename into place.
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
-        let dir = self.root.join("tmp");
-        tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))
+        tempfile::Builder::new()
+            .prefix(".strata-tmp-")
+            .tempfile_in(&self.tmp)
+            .map_err(io_err(&self.tmp))
     }
 
     /// Starts writing a blob; `commit` checks and publishes it.

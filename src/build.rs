@@ -1,0 +1,540 @@
+//! Recipe → image: resolves each layer's entries, reuses cached layers by key, writes the
+//! rest in parallel into the store, then assembles config and manifest. Output forms are
+//! written by `oci`; this module only decides what the image is.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::layer::{decompressor, write_layer, Compression, Entry, EntryKind};
+use crate::oci::archive::{ImageRef, LayerRef};
+use crate::oci::layout::{manifest_media_type, parse_image_ref};
+use crate::oci::{
+    canonical_json, rfc3339, Layout, ANNOTATION_COMPRESSOR, MEDIA_CONFIG, MEDIA_MANIFEST,
+};
+use crate::recipe::{self, FileDigester, LoadedRecipe};
+use crate::store::{CachedLayer, StatCache, Store};
+
+/// Bumped whenever the bytes strata writes for the same entries change (tar flavour,
+/// header choices): old cache entries then simply stop matching.
+pub const LAYER_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub cache_dir: PathBuf,
+    pub compression: Compression,
+    /// Overrides the recipe's tag.
+    pub tag: Option<String>,
+    /// `SOURCE_DATE_EPOCH` from the environment, used when the recipe has none.
+    pub source_date_epoch_env: Option<String>,
+}
+
+/// Told about progress; the CLI draws bars with it.
+pub trait BuildObserver: Sync {
+    fn layers_planned(&self, _names: &[String]) {}
+    fn layer_finished(&self, _index: usize, _report: &LayerReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl BuildObserver for Quiet {}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerReport {
+    pub name: String,
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    /// `cached`, `built`, or `base`.
+    pub source: &'static str,
+    pub entries: usize,
+}
+
+/// A built image, its blobs in `store`.
+pub struct Built {
+    pub store: Store,
+    pub image: ImageRef,
+    pub name: String,
+    pub tag: String,
+    pub source_date_epoch: u64,
+    pub layers: Vec<LayerReport>,
+}
+
+impl Built {
+    /// `name:tag`, as Docker wants it.
+    pub fn repo_tag(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+}
+
+impl FileDigester for StatCache {
+    fn sha256(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
+        StatCache::sha256(self, path, meta)
+    }
+}
+
+struct BaseImage {
+    layers: Vec<LayerRef>,
+    config: Value,
+    manifest_digest: String,
+}
+
+fn load_base(loaded: &LoadedRecipe, store: &Store) -> Result<Option<BaseImage>> {
+    let base = loaded.recipe.base.trim();
+    if base == "scratch" {
+        return Ok(None);
+    }
+    let (rel, tag) = parse_image_ref(base);
+    let path = loaded.dir.join(rel);
+    let layout = Layout::open(&path)
+        .with_context(|| format!("{}: base image {base:?}", loaded.file.display()))?;
+    let resolved = layout.resolve(tag.as_deref(), &loaded.recipe.platform)?;
+    let config: Value = serde_json::from_slice(&resolved.config_bytes)
+        .with_context(|| format!("{}: base image config", path.display()))?;
+    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let descs = resolved.manifest.layers();
+    if diff_ids.len() != descs.len() {
+        bail!(
+            "{}: base image has {} layers but {} diff_ids in its config",
+            path.display(),
+            descs.len(),
+            diff_ids.len()
+        );
+    }
+    let mut layers = Vec::new();
+    for (d, diff_id) in descs.iter().zip(diff_ids) {
+        let digest = d.digest().to_string();
+        store
+            .import_blob(&layout.blobs, &digest)
+            .with_context(|| format!("{}: base layer {digest}", path.display()))?;
+        layers.push(LayerRef {
+            digest,
+            diff_id,
+            media_type: d.media_type().to_string(),
+            size: d.size(),
+        });
+    }
+    Ok(Some(BaseImage {
+        layers,
+        config,
+        manifest_digest: resolved.manifest_descriptor.digest().to_string(),
+    }))
+}
+
+/// The layer cache key: everything that determines the layer's bytes.
+fn layer_key(entries: &[Entry], compression: Compression) -> Result<String> {
+    let doc = json!({
+        "format": LAYER_FORMAT_VERSION,
+        "compressor": compression.compressor_id(),
+        "entries": entries,
+    });
+    Ok(crate::digest::sha256_hex(&canonical_json(&doc)?))
+}
+
+fn build_layer(
+    store: &Store,
+    name: &str,
+    entries: &[Entry],
+    compression: Compression,
+) -> Result<(LayerRef, LayerReport)> {
+    let key = layer_key(entries, compression)?;
+    let (rec, source) = match store.cached_layer(&key) {
+        Some(rec) => (rec, "cached"),
+        None => {
+            let w = store.blob_writer()?;
+            let (w, d) = write_layer(entries, compression, w)
+                .with_context(|| format!("writing layer {name}"))?;
+            w.commit(Some(&d.digest))?;
+            let rec = CachedLayer {
+                digest: d.digest,
+                diff_id: d.diff_id,
+                size: d.size,
+                media_type: compression.media_type().to_string(),
+                compressor: compression.compressor_id(),
+            };
+            store.put_cached_layer(&key, &rec)?;
+            (rec, "built")
+        }
+    };
+    Ok((
+        LayerRef {
+            digest: rec.digest.clone(),
+            diff_id: rec.diff_id.clone(),
+            media_type: rec.media_type.clone(),
+            size: rec.size,
+        },
+        LayerReport {
+            name: name.to_string(),
+            digest: rec.digest,
+            diff_id: rec.diff_id,
+            size: rec.size,
+            source,
+            entries: entries.len(),
+        },
+    ))
+}
+
+/// Text of `path` (relative, e.g. `etc/passwd`) as the image has it: the last recipe layer
+/// holding it, else the topmost base layer holding it.
+fn file_in_image(
+    store: &Store,
+    base: Option<&BaseImage>,
+    recipe_layers: &[Vec<Entry>],
+    path: &str,
+) -> Result<Option<String>> {
+    for entries in recipe_layers.iter().rev() {
+        if let Some(e) = entries.iter().find(|e| e.path == path) {
+            return Ok(match &e.kind {
+                EntryKind::File { content, .. } => Some(read_content(content)?),
+                _ => None,
+            });
+        }
+    }
+    let Some(base) = base else { return Ok(None) };
+    for l in base.layers.iter().rev() {
+        let blob = store.open_blob(&l.digest)?;
+        let mut ar = tar::Archive::new(decompressor(&l.media_type, blob)?);
+        for e in ar.entries()? {
+            let mut e = e?;
+            let p = e
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            if p == path && e.header().entry_type().is_file() {
+                let mut s = String::new();
+                e.read_to_string(&mut s)
+                    .with_context(|| format!("base image /{path} is not UTF-8"))?;
+                return Ok(Some(s));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_content(c: &crate::layer::Content) -> Result<String> {
+    Ok(match c {
+        crate::layer::Content::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        crate::layer::Content::Path { path, .. } => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+    })
+}
+
+/// Builds the recipe's image into the store at `opts.cache_dir`.
+pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver) -> Result<Built> {
+    let r = &loaded.recipe;
+    let sde = recipe::effective_source_date_epoch(r, opts.source_date_epoch_env.as_deref())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file.display()))?;
+    let store = Store::open(&opts.cache_dir)
+        .with_context(|| format!("opening the cache at {}", opts.cache_dir.display()))?;
+    let _lock = store.lock(false)?;
+    let stat = StatCache::load(&store);
+    let base = load_base(loaded, &store)?;
+
+    let names: Vec<String> = r
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| l.name.clone().unwrap_or_else(|| format!("layer-{}", i + 1)))
+        .collect();
+    let mut planned = names.clone();
+    if r.accounts.is_some() {
+        planned.push("accounts".into());
+    }
+    obs.layers_planned(&planned);
+
+    let resolved: Vec<Vec<Entry>> = (0..r.layers.len())
+        .into_par_iter()
+        .map(|i| recipe::resolve_layer(loaded, i, &stat, sde).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let mut layer_entries: Vec<(String, Vec<Entry>)> = names
+        .iter()
+        .cloned()
+        .zip(resolved.iter().cloned())
+        .collect();
+    if let Some(accounts) = &r.accounts {
+        let passwd = file_in_image(&store, base.as_ref(), &resolved, "etc/passwd")?;
+        let group = file_in_image(&store, base.as_ref(), &resolved, "etc/group")?;
+        let entries = recipe::render_accounts(accounts, passwd.as_deref(), group.as_deref(), sde)
+            .map_err(|e| anyhow::anyhow!("{}: accounts: {e}", loaded.file.display()))?;
+        layer_entries.push(("accounts".into(), entries));
+    }
+
+    let built: Vec<(LayerRef, LayerReport)> = layer_entries
+        .par_iter()
+        .enumerate()
+        .map(|(i, (name, entries))| {
+            let out = build_layer(&store, name, entries, opts.compression)?;
+            obs.layer_finished(i, &out.1);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    if let Err(e) = stat.save() {
+        // The stat cache is a shortcut; failing to save it costs speed, never correctness.
+        eprintln!("warning: could not save the stat cache: {e}");
+    }
+
+    let mut layers: Vec<LayerRef> = Vec::new();
+    let mut reports: Vec<LayerReport> = Vec::new();
+    if let Some(b) = &base {
+        for l in &b.layers {
+            layers.push(l.clone());
+            reports.push(LayerReport {
+                name: "base".into(),
+                digest: l.digest.clone(),
+                diff_id: l.diff_id.clone(),
+                size: l.size,
+                source: "base",
+                entries: 0,
+            });
+        }
+    }
+    for (l, rep) in built {
+        layers.push(l);
+        reports.push(rep);
+    }
+
+    let config = image_config(loaded, base.as_ref(), &layers, &layer_entries, sde)?;
+    let config_bytes = canonical_json(&config)?;
+    let config_digest = store.put_bytes(&config_bytes)?;
+
+    let mut annotations: Map<String, Value> = Map::new();
+    annotations.insert(
+        "org.opencontainers.image.created".into(),
+        Value::String(rfc3339(sde)),
+    );
+    if let Some(b) = &base {
+        annotations.insert(
+            "org.opencontainers.image.base.digest".into(),
+            Value::String(b.manifest_digest.clone()),
+        );
+    }
+    for (k, v) in &r.annotations {
+        annotations.insert(k.clone(), Value::String(v.clone()));
+    }
+    let base_count = base.as_ref().map_or(0, |b| b.layers.len());
+    let layer_descs: Vec<Value> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut d = json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size});
+            if i >= base_count {
+                d["annotations"] =
+                    json!({ ANNOTATION_COMPRESSOR: opts.compression.compressor_id() });
+            }
+            d
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": layer_descs,
+        "annotations": annotations,
+    });
+    let manifest_bytes = canonical_json(&manifest)?;
+    let manifest_digest = store.put_bytes(&manifest_bytes)?;
+
+    Ok(Built {
+        store,
+        image: ImageRef {
+            manifest_digest,
+            manifest_size: manifest_bytes.len() as u64,
+            config_digest,
+            layers,
+            platform: r.platform.clone(),
+        },
+        name: r.name.clone(),
+        tag: opts.tag.clone().unwrap_or_else(|| r.tag.clone()),
+        source_date_epoch: sde,
+        layers: reports,
+    })
+}
+
+fn image_config(
+    loaded: &LoadedRecipe,
+    base: Option<&BaseImage>,
+    layers: &[LayerRef],
+    built: &[(String, Vec<Entry>)],
+    sde: u64,
+) -> Result<Value> {
+    let r = &loaded.recipe;
+    let created = rfc3339(sde);
+    let mut parts = r.platform.split('/');
+    let os = parts.next().unwrap_or("linux");
+    let arch = parts.next().unwrap_or("amd64");
+    let variant = parts.next();
+
+    let base_cfg = base
+        .map(|b| b.config["config"].clone())
+        .unwrap_or(Value::Null);
+    let mut cfg = match base_cfg {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let c = &r.config;
+    // Env: base entries first, recipe keys replace same-named ones in place.
+    let mut env: Vec<String> = cfg
+        .get("Env")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in &c.env {
+        let kv = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(k.as_str()))
+        {
+            Some(slot) => *slot = kv,
+            None => env.push(kv),
+        }
+    }
+    if !env.is_empty() {
+        cfg.insert("Env".into(), json!(env));
+    }
+    if let Some(ep) = &c.entrypoint {
+        cfg.insert("Entrypoint".into(), json!(ep));
+        // As in Docker: a new entrypoint drops the base's Cmd unless the recipe sets one.
+        if c.cmd.is_none() {
+            cfg.remove("Cmd");
+        }
+    }
+    if let Some(cmd) = &c.cmd {
+        cfg.insert("Cmd".into(), json!(cmd));
+    }
+    if let Some(w) = &c.workdir {
+        cfg.insert("WorkingDir".into(), json!(w));
+    }
+    if let Some(u) = &c.user {
+        cfg.insert("User".into(), json!(u));
+    }
+    if let Some(s) = &c.stop_signal {
+        cfg.insert("StopSignal".into(), json!(s));
+    }
+    merge_map(
+        &mut cfg,
+        "Labels",
+        c.labels.iter().map(|(k, v)| (k.clone(), json!(v))),
+    );
+    merge_map(
+        &mut cfg,
+        "ExposedPorts",
+        c.exposed_ports.iter().map(|p| {
+            let p = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            (p, json!({}))
+        }),
+    );
+    merge_map(
+        &mut cfg,
+        "Volumes",
+        c.volumes.iter().map(|v| (v.clone(), json!({}))),
+    );
+
+    let mut history: Vec<Value> = base
+        .and_then(|b| b.config["history"].as_array().cloned())
+        .unwrap_or_default();
+    for (name, _) in built {
+        history.push(json!({
+            "created": created,
+            "created_by": format!("strata build: layer {name}"),
+        }));
+    }
+    let mut config = json!({
+        "created": created,
+        "architecture": arch,
+        "os": os,
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "history": history,
+    });
+    if let Some(v) = variant {
+        config["variant"] = json!(v);
+    }
+    Ok(config)
+}
+
+fn merge_map(
+    cfg: &mut Map<String, Value>,
+    key: &str,
+    items: impl Iterator<Item = (String, Value)>,
+) {
+    let mut m = match cfg.remove(key) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for (k, v) in items {
+        m.insert(k, v);
+    }
+    if !m.is_empty() {
+        cfg.insert(key.into(), Value::Object(m));
+    }
+}
+
+/// Output forms of `strata build`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    Oci,
+    OciArchive,
+    DockerArchive,
+}
+
+/// Writes the built image to `dest` in `format`.
+pub fn write_output(built: &Built, format: OutputFormat, dest: &Path) -> Result<()> {
+    match format {
+        OutputFormat::Oci => {
+            let layout = Layout::create(dest)?;
+            let mut digests: Vec<String> = built
+                .image
+                .layers
+                .iter()
+                .map(|l| l.digest.clone())
+                .collect();
+            digests.push(built.image.config_digest.clone());
+            digests.push(built.image.manifest_digest.clone());
+            layout.import_blobs(&built.store, &digests)?;
+            let desc: oci_spec::image::Descriptor = serde_json::from_value(json!({
+                "mediaType": manifest_media_type().to_string(),
+                "digest": built.image.manifest_digest,
+                "size": built.image.manifest_size,
+            }))?;
+            layout.set_tag(&built.tag, desc)?;
+        }
+        OutputFormat::OciArchive => crate::oci::archive::write_oci_archive(
+            &built.store,
+            &built.image,
+            &built.tag,
+            built.source_date_epoch,
+            dest,
+        )
+        .with_context(|| format!("writing {}", dest.display()))?,
+        OutputFormat::DockerArchive => crate::oci::archive::write_docker_archive(
+            &built.store,
+            &built.image,
+            &built.repo_tag(),
+            built.source_date_epoch,
+            dest,
+        )
+        .with_context(|| format!("writing {}", dest.display()))?,
+    }
+    Ok(())
+}
