@@ -5,7 +5,7 @@
 //! and stay inside that directory ([`check_sources`]).
 
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::accounts::{check_accounts, resolve_owner};
 use super::model::{Recipe, Step, DEFAULT_SOURCE_DATE_EPOCH};
@@ -624,16 +624,6 @@ pub fn check_sources(l: &LoadedRecipe) -> Result<(), RecipeError> {
         }
     }
     Ok(())
-}
-
-/// Whether a path has a `..` component or is absolute (for tar members and link targets).
-pub fn escapes(p: &Path) -> bool {
-    p.components().any(|c| {
-        matches!(
-            c,
-            Component::ParentDir | Component::RootDir | Component::Prefix(_)
-        )
-    })
 }
 
 /// `SOURCE_DATE_EPOCH` was set but is not a whole number of seconds.
