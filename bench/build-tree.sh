@@ -102,6 +102,19 @@ if [ ! -d "$TREE" ]; then
     [ -e "${sources[0]}" ] || die "no /usr/lib/python3* trees to copy"
     mkdir -p "$TREE.partial"
     cp -a "${sources[@]}" "$TREE.partial/"
+    # Every builder gets the same self-contained tree: a symlink that leaves it (absolute,
+    # like Debian's sitecustomize.py, or dangling) becomes a copy of its target if that is
+    # a regular file, and is dropped otherwise (strata refuses links out of the recipe dir).
+    partial="$(realpath "$TREE.partial")"
+    while IFS= read -r -d '' link; do
+        target="$(realpath -m "$link")"
+        case "$target" in "$partial"/*) continue ;; esac
+        if [ -f "$target" ]; then
+            cp --remove-destination "$target" "$link"
+        else
+            rm -f "$link"
+        fi
+    done < <(find "$TREE.partial" -type l -print0)
     mv "$TREE.partial" "$TREE"
 fi
 cat >"$WORK/tree.yaml" <<YAML

@@ -208,7 +208,7 @@ pub fn diff(a_spec: &str, b_spec: &str) -> Result<ImageDiff> {
         }
         let files = |l: &Layout, d: Option<&oci_spec::image::Descriptor>| -> Result<_> {
             match d {
-                Some(d) => layer_files(&l.blobs, d.digest().as_ref(), &d.media_type().to_string()),
+                Some(d) => layer_files(&l.blobs, d.digest().as_ref(), d.media_type().as_ref()),
                 None => Ok(BTreeMap::new()),
             }
         };

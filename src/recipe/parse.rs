@@ -13,7 +13,7 @@ use super::sourcemap::Pos;
 pub use super::sourcemap::SourceMap;
 use super::validate::{
     check_env_key, check_name, check_platform, check_source_path, check_tag, image_path,
-    image_path_not_root, parse_base, parse_mode, parse_port, Problem,
+    image_path_not_root, parse_base, parse_mode, parse_port, Base, Problem,
 };
 
 /// A recipe error at a place in the recipe file.
@@ -603,6 +603,16 @@ fn check_inside(l: &LoadedRecipe, path: &str, p: &Path) -> Result<(), RecipeErro
 /// Checks every `copy` and `tar` source: it exists (a glob matches something) and does not
 /// lead out of the recipe's directory. Reads the file system; `load` calls it.
 pub fn check_sources(l: &LoadedRecipe) -> Result<(), RecipeError> {
+    if let Ok(Base::Oci { path, .. }) = parse_base(&l.recipe.base) {
+        let layout = l.dir.join(&path);
+        if !layout.join("oci-layout").is_file() {
+            return Err(l.error_at(
+                "base",
+                format!("base `{path}` is not an OCI image layout ({} has no oci-layout file)", layout.display()),
+                "build the base first (`strata build BASE.yaml -o DIR`) and name that DIR, relative to this recipe",
+            ));
+        }
+    }
     for (li, layer) in l.recipe.layers.iter().enumerate() {
         for (si, step) in layer.steps.iter().enumerate() {
             let src = match step {

@@ -354,6 +354,17 @@ fn copy_step(
     Ok(())
 }
 
+/// The mode a source gets when the recipe gives none, normalised the way git stores modes:
+/// directories 0755, files 0755 when the owner may execute them, else 0644. The bits on disk
+/// depend on the umask of whoever checked the sources out; the image must not.
+pub fn normalized_mode(meta: &Metadata) -> u32 {
+    if meta.is_dir() || meta.mode() & 0o100 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 /// One file system object (not followed if a symlink) as a staged entry.
 #[allow(clippy::too_many_arguments)]
 fn staged_from_fs(
@@ -369,7 +380,7 @@ fn staged_from_fs(
     staged: &mut Vec<Staged>,
 ) -> Result<(), RecipeError> {
     let ft = meta.file_type();
-    let bits = meta.mode() & 0o7777;
+    let bits = normalized_mode(meta);
     let step = src_path
         .strip_suffix(".src")
         .unwrap_or(src_path)

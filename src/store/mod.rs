@@ -299,7 +299,6 @@ impl Store {
 
     /// A shared (build) or exclusive (gc) lock on the store.
     pub fn lock(&self, exclusive: bool) -> Result<StoreLock> {
-        use fs2::FileExt;
         let path = self.root.join("lock");
         let f = File::options()
             .create(true)
@@ -308,7 +307,7 @@ impl Store {
             .open(&path)
             .map_err(io_err(&path))?;
         if exclusive {
-            f.lock_exclusive().map_err(io_err(&path))?;
+            f.lock().map_err(io_err(&path))?;
         } else {
             f.lock_shared().map_err(io_err(&path))?;
         }

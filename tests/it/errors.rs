@@ -49,7 +49,7 @@ fn invalid_recipes_point_at_the_place() {
         ),
         (
             "name: x\nlayers:\n  - steps:\n      - file: {path: /a, content: x, mode: \"999\"}\n",
-            "4:47",
+            "4:44",
             "mode",
         ),
         (

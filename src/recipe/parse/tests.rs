@@ -15,6 +15,12 @@ fn fixture() -> Fixture {
     fs::create_dir_all(tmp.path().join("outside")).expect("mkdir");
     fs::write(dir.join("bin/app"), b"app").expect("write");
     fs::write(dir.join("rootfs.tar"), b"").expect("write");
+    fs::create_dir_all(dir.join("base")).expect("mkdir");
+    fs::write(
+        dir.join("base/oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write");
     std::os::unix::fs::symlink("../outside", dir.join("out-link")).expect("symlink");
     let dir = dir.canonicalize().expect("canonical");
     Fixture { _tmp: tmp, dir }
@@ -201,4 +207,23 @@ fn the_documented_example_parses() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.recipe.layers.len(), 2);
+}
+
+#[test]
+fn a_base_that_is_not_a_layout_is_refused_at_base() {
+    let f = fixture();
+    let err = load_text(&f, "name: demo\nbase: oci:bin\n").expect_err("not a layout");
+    let shown = err.to_string();
+    assert!(shown.contains("recipe.yaml:2:"), "{shown}");
+    assert!(shown.contains("is not an OCI image layout"), "{shown}");
+    assert!(shown.contains("hint: build the base first"), "{shown}");
+    // A base outside the recipe's directory is allowed: it is an image, not build context.
+    let outside = f.dir.parent().expect("parent").join("outside");
+    fs::write(outside.join("oci-layout"), b"{}").expect("write");
+    load_text(
+        &f,
+        &format!("name: demo\nbase: oci:{}\n", outside.display()),
+    )
+    .expect("absolute base");
+    load_text(&f, "name: demo\nbase: oci:../outside\n").expect("relative base outside");
 }

@@ -93,8 +93,8 @@ fn copies_a_tree_with_source_modes_and_root_owner() {
             "opt/app/README file 3 644 0:0 :",
             "opt/app/bin dir 755 0:0 :",
             "opt/app/bin/run file 10 755 0:0 :",
-            "opt/app/etc dir 750 0:0 :",
-            "opt/app/etc/conf file 4 600 0:0 :",
+            "opt/app/etc dir 755 0:0 :",
+            "opt/app/etc/conf file 4 644 0:0 :",
         ]
     );
     assert!(got.iter().all(|e| e.mtime == SDE));
@@ -150,8 +150,8 @@ layers:
     assert_eq!(
         summary(&must(&tmp)),
         [
-            "a file 1 664 0:0 :",
-            "b file 1 664 1000:1000 app:app",
+            "a file 1 644 0:0 :",
+            "b file 1 644 1000:1000 app:app",
             "c file 1 400 7:8 :",
         ]
     );
