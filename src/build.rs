@@ -131,14 +131,21 @@ fn load_base(loaded: &LoadedRecipe, store: &Store) -> Result<Option<BaseImage>> 
     }))
 }
 
-/// The layer cache key: everything that determines the layer's bytes.
+/// The layer cache key: everything that determines the layer's bytes. Streamed into the
+/// hash (entries serialize in a fixed field order and hold no maps), so a tree of many
+/// thousand files costs no intermediate document.
 fn layer_key(entries: &[Entry], compression: Compression) -> Result<String> {
-    let doc = json!({
-        "format": LAYER_FORMAT_VERSION,
-        "compressor": compression.compressor_id(),
-        "entries": entries,
-    });
-    Ok(crate::digest::sha256_hex(&canonical_json(&doc)?))
+    use std::io::Write;
+    let mut h = crate::digest::HashingWriter::new(std::io::sink());
+    write!(
+        h,
+        "{{\"format\":{},\"compressor\":{},\"entries\":",
+        serde_json::to_string(&LAYER_FORMAT_VERSION)?,
+        serde_json::to_string(&compression.compressor_id())?
+    )?;
+    serde_json::to_writer(std::io::BufWriter::with_capacity(1 << 16, &mut h), entries)?;
+    h.write_all(b"}")?;
+    Ok(h.finish().1)
 }
 
 fn build_layer(

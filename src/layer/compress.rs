@@ -4,17 +4,17 @@
 
 use std::io::{self, Write};
 
-use flate2::GzBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::entry::Entry;
+use super::pargz::ParGzWriter;
 use super::writer::write_tar;
 use crate::digest::HashingWriter;
 
 pub const GZIP_LEVEL: u32 = 6;
 pub const ZSTD_LEVEL: i32 = 3;
-/// Gzip header OS byte: 255 ("unknown"), so the header does not depend on the build host.
-const GZIP_OS_UNKNOWN: u8 = 255;
+/// Version of the pinned gzip backend (kept equal to the `=` pin in Cargo.toml; a test checks).
+pub const ZLIB_RS_VERSION: &str = "0.6.8";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -32,10 +32,13 @@ impl Compression {
         }
     }
 
-    /// Backend, version-relevant settings and level, e.g. `gzip/miniz_oxide/6`.
+    /// Backend, version-relevant settings and level, e.g. `gzip/zlib-rs-0.6.8/6/blocks-1024k`.
     pub fn compressor_id(self) -> String {
         match self {
-            Compression::Gzip => format!("gzip/miniz_oxide/{GZIP_LEVEL}"),
+            Compression::Gzip => format!(
+                "gzip/zlib-rs-{ZLIB_RS_VERSION}/{GZIP_LEVEL}/blocks-{}k",
+                super::pargz::BLOCK / 1024
+            ),
             Compression::Zstd => format!(
                 "zstd/libzstd-{}/{ZSTD_LEVEL}",
                 zstd::zstd_safe::version_string()
@@ -64,10 +67,7 @@ pub fn write_layer<W: Write>(
     let blob = HashingWriter::new(out);
     let (blob, diff_id, uncompressed_size) = match compression {
         Compression::Gzip => {
-            let enc = GzBuilder::new()
-                .mtime(0)
-                .operating_system(GZIP_OS_UNKNOWN)
-                .write(blob, flate2::Compression::new(GZIP_LEVEL));
+            let enc = ParGzWriter::new(blob, GZIP_LEVEL)?;
             let mut tar = HashingWriter::new(io::BufWriter::with_capacity(1 << 16, enc));
             write_tar(entries, &mut tar)?;
             let (buf, diff_id, n) = tar.finish();
@@ -151,6 +151,20 @@ mod tests {
             .expect("read");
         assert_eq!(d.diff_id, crate::digest::sha256_digest(&tar));
         assert_eq!(d.uncompressed_size, tar.len() as u64);
+    }
+
+    #[test]
+    fn the_compressor_id_names_the_pinned_backend() {
+        let manifest = include_str!("../../Cargo.toml");
+        let pin = format!("zlib-rs = {{ version = \"={ZLIB_RS_VERSION}\"");
+        assert!(manifest.contains(&pin), "Cargo.toml must pin {pin}");
+        let lock = include_str!("../../Cargo.lock");
+        let locked = format!("name = \"zlib-rs\"\nversion = \"{ZLIB_RS_VERSION}\"");
+        assert!(lock.contains(&locked), "Cargo.lock must hold {locked}");
+        assert_eq!(
+            Compression::Gzip.compressor_id(),
+            format!("gzip/zlib-rs-{ZLIB_RS_VERSION}/6/blocks-1024k")
+        );
     }
 
     #[test]

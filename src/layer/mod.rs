@@ -2,6 +2,7 @@
 
 pub mod compress;
 pub mod entry;
+pub mod pargz;
 pub mod writer;
 
 pub use compress::{decompressor, write_layer, Compression, LayerDigests};

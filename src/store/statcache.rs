@@ -1,7 +1,7 @@
 //! File digests remembered by (path, size, mtime, ctime, inode, device), like git's index:
 //! a no-op rebuild of a large tree stats every file but reads none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -22,6 +22,18 @@ struct Stamp {
     sha256: String,
 }
 
+impl Stamp {
+    /// Whether `meta` has the stat data this stamp was taken with.
+    fn matches(&self, meta: &Metadata) -> bool {
+        let probe = stamp_of(meta, String::new());
+        self.size == probe.size
+            && self.mtime_ns == probe.mtime_ns
+            && self.ctime_ns == probe.ctime_ns
+            && self.ino == probe.ino
+            && self.dev == probe.dev
+    }
+}
+
 fn stamp_of(meta: &Metadata, sha256: String) -> Stamp {
     Stamp {
         size: meta.len(),
@@ -36,7 +48,7 @@ fn stamp_of(meta: &Metadata, sha256: String) -> Stamp {
 #[derive(Debug, Default)]
 pub struct StatCache {
     path: Option<PathBuf>,
-    entries: Mutex<BTreeMap<PathBuf, Stamp>>,
+    entries: Mutex<HashMap<PathBuf, Stamp>>,
     dirty: Mutex<bool>,
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
@@ -63,7 +75,7 @@ impl StatCache {
         use std::sync::atomic::Ordering::Relaxed;
         if let Ok(map) = self.entries.lock() {
             if let Some(s) = map.get(path) {
-                if *s == stamp_of(meta, s.sha256.clone()) && !racy(meta) {
+                if s.matches(meta) && !racy(meta) {
                     self.hits.fetch_add(1, Relaxed);
                     return Ok(s.sha256.clone());
                 }
