@@ -3,6 +3,7 @@
 pub mod build;
 pub mod digest;
 pub mod inspect;
+pub mod lab;
 pub mod layer;
 pub mod oci;
 pub mod recipe;

@@ -1,0 +1,4 @@
+base:
+  'roles:snmp':
+    - match: grain
+    - snmp
