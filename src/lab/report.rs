@@ -231,7 +231,11 @@ impl Report {
                 run.target,
                 run.seconds
             );
-            let _ = writeln!(out, "  {:<20} {:<40} {:<12} {:>9}", "MINION", "STATE", "RESULT", "TIME");
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<40} {:<12} {:>9}",
+                "MINION", "STATE", "RESULT", "TIME"
+            );
             for (minion, ret) in &run.minions {
                 match ret {
                     MinionReturn::States { states } => {
@@ -261,7 +265,8 @@ impl Report {
                         let _ = writeln!(out, "  {minion:<20} {:<40} {:<12}", "(render)", "FAILED");
                     }
                     MinionReturn::Message { .. } | MinionReturn::Missing => {
-                        let _ = writeln!(out, "  {minion:<20} {:<40} {:<12}", "(no answer)", "FAILED");
+                        let _ =
+                            writeln!(out, "  {minion:<20} {:<40} {:<12}", "(no answer)", "FAILED");
                     }
                 }
             }
@@ -269,15 +274,17 @@ impl Report {
             if !failures.is_empty() {
                 let _ = writeln!(out, "  failures:");
                 for f in failures {
-                    let _ = writeln!(out, "    {} / {}: {}", f.minion, f.state, f.message.replace('\n', "\n      "));
+                    let _ = writeln!(
+                        out,
+                        "    {} / {}: {}",
+                        f.minion,
+                        f.state,
+                        f.message.replace('\n', "\n      ")
+                    );
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "{}",
-            if self.passed() { "PASSED" } else { "FAILED" }
-        );
+        let _ = writeln!(out, "{}", if self.passed() { "PASSED" } else { "FAILED" });
         out
     }
 }
@@ -336,9 +343,20 @@ mod tests {
         let again = run(RunKind::Idempotence, GOOD, &["web1"], 0);
         let f = again.failures();
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].minion.as_str(), f[0].state.as_str()), ("web1", "apache2"));
-        assert!(f[0].message.starts_with("not idempotent: pkg.installed `apache2`"), "{}", f[0].message);
-        let report = Report { lab: "seed".into(), runs: vec![apply, again] };
+        assert_eq!(
+            (f[0].minion.as_str(), f[0].state.as_str()),
+            ("web1", "apache2")
+        );
+        assert!(
+            f[0].message
+                .starts_with("not idempotent: pkg.installed `apache2`"),
+            "{}",
+            f[0].message
+        );
+        let report = Report {
+            lab: "seed".into(),
+            runs: vec![apply, again],
+        };
         assert!(!report.passed());
         let table = report.to_table();
         assert!(table.contains("NOT IDEMPOTENT"), "{table}");
@@ -361,7 +379,10 @@ mod tests {
         assert_eq!(x.matches("<testsuite ").count(), 4, "{x}");
         assert!(x.contains("<testcase name=\"apache: apache2 (pkg.installed)\" classname=\"apply.web1\" time=\"1.200\"/>"), "{x}");
         assert!(x.contains("<failure message=\"Command &quot;false&quot; run\">Command &quot;false&quot; run\nretcode 1</failure>"), "{x}");
-        assert!(x.contains("<testcase name=\"render\" classname=\"apply.web2\""), "{x}");
+        assert!(
+            x.contains("<testcase name=\"render\" classname=\"apply.web2\""),
+            "{x}"
+        );
         assert!(x.contains("never answered"), "{x}");
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("json");
         assert_eq!(json["passed"], false);
@@ -372,7 +393,10 @@ mod tests {
     #[test]
     fn a_zero_exit_code_with_failures_is_flagged() {
         let bad = r#"{"m": {"cmd_|-c_|-false_|-run": {"result": false, "changes": {}, "comment": "x", "__run_num__": 0}}}"#;
-        assert_eq!(run(RunKind::Apply, bad, &["m"], 0).exit_code_agrees(), Some(false));
+        assert_eq!(
+            run(RunKind::Apply, bad, &["m"], 0).exit_code_agrees(),
+            Some(false)
+        );
     }
 
     #[test]

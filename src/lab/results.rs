@@ -96,21 +96,29 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// Parses `salt --static --out=json` output. Every id in `expected` gets an entry (absent
-/// ones are [`MinionReturn::Missing`]); minions Salt answered for that were not expected are
-/// kept too, so nothing Salt said is dropped.
+/// Parses `salt --out=json` output: one object keyed by minion id (`--static`), or one such
+/// object per minion one after another (without `--static`). Every id in `expected` gets an
+/// entry (absent ones are [`MinionReturn::Missing`]); minions Salt answered for that were not
+/// expected are kept too, so nothing Salt said is dropped.
 pub fn parse_returns(
     json: &str,
     expected: &[String],
 ) -> Result<BTreeMap<String, MinionReturn>, ParseError> {
-    let v: Value = serde_json::from_str(json.trim()).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    let Value::Object(map) = v else {
-        return Err(ParseError::NotAnObject(kind_of(&v)));
-    };
-    let mut out: BTreeMap<String, MinionReturn> = map
-        .into_iter()
-        .map(|(id, ret)| (id, parse_minion(ret)))
-        .collect();
+    let mut out: BTreeMap<String, MinionReturn> = BTreeMap::new();
+    let mut docs = 0;
+    for doc in serde_json::Deserializer::from_str(json).into_iter::<Value>() {
+        let v = doc.map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let Value::Object(map) = v else {
+            return Err(ParseError::NotAnObject(kind_of(&v)));
+        };
+        docs += 1;
+        for (id, ret) in map {
+            out.insert(id, parse_minion(ret));
+        }
+    }
+    if docs == 0 {
+        return Err(ParseError::NotJson("no output".into()));
+    }
     for id in expected {
         out.entry(id.clone()).or_insert(MinionReturn::Missing);
     }
@@ -122,8 +130,10 @@ pub fn parse_minion(ret: Value) -> MinionReturn {
     match ret {
         Value::Object(states) => {
             if states.values().all(Value::is_object) && !states.is_empty() {
-                let mut list: Vec<StateResult> =
-                    states.into_iter().map(|(k, v)| parse_state(&k, &v)).collect();
+                let mut list: Vec<StateResult> = states
+                    .into_iter()
+                    .map(|(k, v)| parse_state(&k, &v))
+                    .collect();
                 list.sort_by(|a, b| a.run_num.cmp(&b.run_num).then(a.id.cmp(&b.id)));
                 MinionReturn::States { states: list }
             } else if states.is_empty() {
@@ -183,7 +193,11 @@ fn parse_state(key: &str, v: &Value) -> StateResult {
         Some(Value::String(c)) => c.clone(),
         Some(Value::Array(lines)) => lines
             .iter()
-            .map(|l| l.as_str().map(str::to_string).unwrap_or_else(|| l.to_string()))
+            .map(|l| {
+                l.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| l.to_string())
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         Some(Value::Null) | None => String::new(),
@@ -202,7 +216,10 @@ fn parse_state(key: &str, v: &Value) -> StateResult {
         comment,
         changes,
         duration_ms: v.get("duration").and_then(Value::as_f64),
-        run_num: v.get("__run_num__").and_then(Value::as_u64).unwrap_or(u64::MAX),
+        run_num: v
+            .get("__run_num__")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX),
     }
 }
 
