@@ -138,6 +138,19 @@ pub fn parse_str(text: &str, file: &Path, dir: &Path) -> Result<LoadedRecipe, Re
 }
 
 const SYNTAX_HINT: &str = "check the indentation and quoting around this place";
+
+/// Any YAML document of this project (recipes, lab files) into `T`, with its source map;
+/// errors carry `file:line:col` and a hint like recipe errors do.
+pub fn parse_yaml_located<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<(T, SourceMap), RecipeError> {
+    let value: T =
+        serde_yaml::from_str(text).map_err(|e| refine_position(serde_error(file, &e), text))?;
+    let map = SourceMap::build(text)
+        .map_err(|(pos, msg)| RecipeError::new(file, pos, msg, SYNTAX_HINT))?;
+    Ok((value, map))
+}
 const STEP_KINDS: [&str; 6] = ["copy", "file", "dir", "symlink", "tar", "remove"];
 
 fn serde_error(file: &Path, e: &serde_yaml::Error) -> RecipeError {
