@@ -1,0 +1,243 @@
+//! What the lab needs from a container runtime, as a trait: the Docker Engine API is one
+//! implementation, and unit tests use [`FakeBackend`]. Every resource carries the lab's
+//! labels, so teardown and `lab gc` find them by label alone.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Label on every container and network of every lab.
+pub const LABEL_LAB: &str = "io.strata.lab";
+/// Label: `master` or `minion`.
+pub const LABEL_ROLE: &str = "io.strata.lab.role";
+/// Label on minion containers: the minion id.
+pub const LABEL_MINION: &str = "io.strata.lab.minion";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub host: std::path::PathBuf,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// A file put into a container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Absolute path in the container.
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub hostname: String,
+    /// The image as the runtime knows it (e.g. `strata-lab/seed-master:latest`).
+    pub image: String,
+    pub network: String,
+    /// Extra names on the network (the master is `salt`).
+    pub aliases: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub binds: Vec<Bind>,
+    pub files: Vec<FileSpec>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceKind {
+    Container,
+    Network,
+}
+
+/// A container or network found by label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Containers: whether it runs.
+    pub running: bool,
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("timed out after {0:?}: {1}")]
+    Timeout(Duration, String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A container runtime. Removal is idempotent: removing what is gone is not an error.
+pub trait Backend: Send + Sync {
+    /// An internal network (no route out) with these labels.
+    fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+    fn remove_network(&self, name: &str) -> Result<()>;
+    /// Creates (does not start) the container and puts its files in.
+    fn create_container(&self, spec: &ContainerSpec) -> Result<()>;
+    fn start_container(&self, name: &str) -> Result<()>;
+    /// Stops (if running) and removes the container with its anonymous volumes.
+    fn remove_container(&self, name: &str) -> Result<()>;
+    fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    fn logs(&self, name: &str) -> Result<String>;
+    /// Containers and networks carrying `label` (`key` or `key=value`).
+    fn list(&self, label: &str) -> Result<Vec<Resource>>;
+}
+
+/// An in-memory runtime for unit tests: records calls, can be told to fail.
+#[derive(Debug, Default)]
+pub struct FakeBackend {
+    pub state: Mutex<FakeState>,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub networks: BTreeMap<String, BTreeMap<String, String>>,
+    pub containers: BTreeMap<String, (ContainerSpec, bool)>,
+    /// Container names whose creation fails.
+    pub fail_create: Vec<String>,
+    /// Answers to exec by container name: (code, stdout).
+    pub exec_answers: BTreeMap<String, (i64, String)>,
+    pub calls: Vec<String>,
+    /// Most containers alive at once (checks the start-up bound).
+    pub max_concurrent_creates: usize,
+    pub creating: usize,
+}
+
+fn matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(filter),
+    }
+}
+
+impl FakeBackend {
+    fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s)
+    }
+}
+
+impl Backend for FakeBackend {
+    fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("network+ {name}"));
+            s.networks.insert(name.into(), labels.clone());
+        });
+        Ok(())
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("network- {name}"));
+            s.networks.remove(name);
+        });
+        Ok(())
+    }
+
+    fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.with(|s| {
+            s.creating += 1;
+            s.max_concurrent_creates = s.max_concurrent_creates.max(s.creating);
+        });
+        // Long enough for concurrent creators to overlap.
+        std::thread::sleep(Duration::from_millis(5));
+        self.with(|s| {
+            s.creating -= 1;
+            s.calls.push(format!("create {}", spec.name));
+            if s.fail_create.contains(&spec.name) {
+                return Err(BackendError::Other(format!("cannot create {}", spec.name)));
+            }
+            if !s.networks.contains_key(&spec.network) {
+                return Err(BackendError::NotFound(format!("network {}", spec.network)));
+            }
+            s.containers
+                .insert(spec.name.clone(), (spec.clone(), false));
+            Ok(())
+        })
+    }
+
+    fn start_container(&self, name: &str) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("start {name}"));
+            match s.containers.get_mut(name) {
+                Some(c) => {
+                    c.1 = true;
+                    Ok(())
+                }
+                None => Err(BackendError::NotFound(name.into())),
+            }
+        })
+    }
+
+    fn remove_container(&self, name: &str) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("rm {name}"));
+            s.containers.remove(name);
+        });
+        Ok(())
+    }
+
+    fn exec(&self, name: &str, cmd: &[String], _timeout: Duration) -> Result<ExecOutput> {
+        self.with(|s| {
+            s.calls.push(format!("exec {name} {}", cmd.join(" ")));
+            if !s.containers.get(name).is_some_and(|c| c.1) {
+                return Err(BackendError::NotFound(format!("running container {name}")));
+            }
+            let (code, stdout) = s
+                .exec_answers
+                .get(name)
+                .cloned()
+                .unwrap_or((0, String::new()));
+            Ok(ExecOutput {
+                code,
+                stdout,
+                stderr: String::new(),
+            })
+        })
+    }
+
+    fn logs(&self, name: &str) -> Result<String> {
+        Ok(format!("logs of {name}"))
+    }
+
+    fn list(&self, label: &str) -> Result<Vec<Resource>> {
+        Ok(self.with(|s| {
+            let mut out: Vec<Resource> = s
+                .containers
+                .values()
+                .filter(|(c, _)| matches(&c.labels, label))
+                .map(|(c, running)| Resource {
+                    kind: ResourceKind::Container,
+                    name: c.name.clone(),
+                    labels: c.labels.clone(),
+                    running: *running,
+                })
+                .collect();
+            out.extend(
+                s.networks
+                    .iter()
+                    .filter(|(_, l)| matches(l, label))
+                    .map(|(n, l)| Resource {
+                        kind: ResourceKind::Network,
+                        name: n.clone(),
+                        labels: l.clone(),
+                        running: false,
+                    }),
+            );
+            out
+        }))
+    }
+}

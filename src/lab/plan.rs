@@ -1,0 +1,312 @@
+//! A lab turned into containers: names, labels, the network, the Salt configs, grains,
+//! pre-generated and pre-accepted minion keys and the read-only mounts of the Salt trees.
+//! Pure: the keys and the runtime's image names come in as arguments.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::{Mapping, Value};
+
+use super::backend::{Bind, ContainerSpec, FileSpec, LABEL_LAB, LABEL_MINION, LABEL_ROLE};
+use super::spec::Lab;
+
+/// Where the lab's Salt trees appear in the master container.
+pub const SALT_TREE_DIR: &str = "/srv/strata/salt";
+pub const PILLAR_TREE_DIR: &str = "/srv/strata/pillar";
+/// The master's name on the lab network, Salt's default `master:`.
+pub const MASTER_ALIAS: &str = "salt";
+
+/// A minion's RSA key pair as Salt stores it (PKCS#1 private, SubjectPublicKeyInfo public).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPair {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabPlan {
+    pub lab: String,
+    pub network: String,
+    pub labels: BTreeMap<String, String>,
+    pub master: ContainerSpec,
+    pub minions: Vec<ContainerSpec>,
+    /// Minion ids, in the lab file's order.
+    pub minion_ids: Vec<String>,
+}
+
+/// Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; lab names and minion ids already do.
+pub fn container_name(lab: &str, who: &str) -> String {
+    format!("strata-lab-{lab}-{who}")
+}
+
+pub fn network_name(lab: &str) -> String {
+    format!("strata-lab-{lab}")
+}
+
+/// `images`: lab image name → the runtime's image reference. `keys`: minion id → key pair.
+pub fn plan(
+    lab: &Lab,
+    images: &BTreeMap<String, String>,
+    keys: &BTreeMap<String, KeyPair>,
+) -> Result<LabPlan, String> {
+    let image = |name: &str| {
+        images
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("image `{name}` was not prepared"))
+    };
+    let network = network_name(&lab.name);
+    let labels = BTreeMap::from([(LABEL_LAB.to_string(), lab.name.clone())]);
+    let with = |role: &str, minion: Option<&str>| {
+        let mut l = labels.clone();
+        l.insert(LABEL_ROLE.into(), role.into());
+        if let Some(m) = minion {
+            l.insert(LABEL_MINION.into(), m.into());
+        }
+        l
+    };
+
+    // Master: config, one pre-accepted public key per minion, the trees mounted read-only.
+    let mut binds = Vec::new();
+    let mut salt_dirs = Vec::new();
+    for (i, root) in lab.file_roots.iter().enumerate() {
+        let c = format!("{SALT_TREE_DIR}/{i}");
+        binds.push(Bind {
+            host: root.clone(),
+            container: c.clone(),
+            read_only: true,
+        });
+        salt_dirs.push(Value::String(c));
+    }
+    let mut pillar_dirs = Vec::new();
+    for (i, root) in lab.pillar_roots.iter().enumerate() {
+        let c = format!("{PILLAR_TREE_DIR}/{i}");
+        binds.push(Bind {
+            host: root.clone(),
+            container: c.clone(),
+            read_only: true,
+        });
+        pillar_dirs.push(Value::String(c));
+    }
+    let mut master_conf = Mapping::new();
+    master_conf.insert("interface".into(), "0.0.0.0".into());
+    // Keys are placed below, so nothing is accepted automatically.
+    master_conf.insert("auto_accept".into(), false.into());
+    master_conf.insert("open_mode".into(), false.into());
+    master_conf.insert("file_roots".into(), base_env(salt_dirs));
+    master_conf.insert("pillar_roots".into(), base_env(pillar_dirs));
+    let master_conf = merged(master_conf, &lab.spec.master.config);
+    let mut master_files = vec![FileSpec {
+        path: "/etc/salt/master.d/strata.conf".into(),
+        content: yaml(&master_conf)?.into_bytes(),
+        mode: 0o644,
+    }];
+    for m in &lab.minions {
+        let k = keys
+            .get(&m.id)
+            .ok_or_else(|| format!("no key for minion {}", m.id))?;
+        master_files.push(FileSpec {
+            path: format!("/etc/salt/pki/master/minions/{}", m.id),
+            content: k.public_pem.clone().into_bytes(),
+            mode: 0o644,
+        });
+    }
+    let master = ContainerSpec {
+        name: container_name(&lab.name, "master"),
+        hostname: MASTER_ALIAS.into(),
+        image: image(&lab.spec.master.image)?,
+        network: network.clone(),
+        aliases: vec![MASTER_ALIAS.into()],
+        labels: with("master", None),
+        binds,
+        files: master_files,
+        cmd: vec!["salt-master".into(), "--log-level=warning".into()],
+        env: vec![],
+    };
+
+    let mut minions = Vec::new();
+    for m in &lab.minions {
+        let k = keys
+            .get(&m.id)
+            .ok_or_else(|| format!("no key for minion {}", m.id))?;
+        let mut conf = Mapping::new();
+        conf.insert("master".into(), MASTER_ALIAS.into());
+        conf.insert("id".into(), m.id.clone().into());
+        let conf = merged(conf, &m.config);
+        let grains: Mapping = m
+            .grains
+            .iter()
+            .map(|(k, v)| (Value::String(k.clone()), v.clone()))
+            .collect();
+        let mut files = vec![
+            FileSpec {
+                path: "/etc/salt/minion.d/strata.conf".into(),
+                content: yaml(&conf)?.into_bytes(),
+                mode: 0o644,
+            },
+            FileSpec {
+                path: "/etc/salt/pki/minion/minion.pem".into(),
+                content: k.private_pem.clone().into_bytes(),
+                mode: 0o600,
+            },
+            FileSpec {
+                path: "/etc/salt/pki/minion/minion.pub".into(),
+                content: k.public_pem.clone().into_bytes(),
+                mode: 0o644,
+            },
+        ];
+        if !grains.is_empty() {
+            files.push(FileSpec {
+                path: "/etc/salt/grains".into(),
+                content: yaml(&grains)?.into_bytes(),
+                mode: 0o644,
+            });
+        }
+        minions.push(ContainerSpec {
+            name: container_name(&lab.name, &m.id),
+            hostname: m.id.clone(),
+            image: image(&m.image)?,
+            network: network.clone(),
+            aliases: vec![],
+            labels: with("minion", Some(&m.id)),
+            binds: vec![],
+            files,
+            cmd: vec!["salt-minion".into(), "--log-level=warning".into()],
+            env: vec![],
+        });
+    }
+    Ok(LabPlan {
+        lab: lab.name.clone(),
+        network,
+        labels,
+        master,
+        minion_ids: lab.minions.iter().map(|m| m.id.clone()).collect(),
+        minions,
+    })
+}
+
+fn base_env(dirs: Vec<Value>) -> Value {
+    let mut m = Mapping::new();
+    m.insert("base".into(), Value::Sequence(dirs));
+    Value::Mapping(m)
+}
+
+/// The lab file's overrides replace strata's top-level keys.
+fn merged(mut base: Mapping, overrides: &BTreeMap<String, Value>) -> Mapping {
+    for (k, v) in overrides {
+        base.insert(Value::String(k.clone()), v.clone());
+    }
+    base
+}
+
+fn yaml(m: &Mapping) -> Result<String, String> {
+    serde_yaml::to_string(m).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::spec::parse_str;
+    use std::path::Path;
+
+    fn lab() -> Lab {
+        parse_str(
+            "name: t\nimages: {m: m.yaml, n: n.yaml}\nmaster: {image: m, config: {log_level: debug}}\nminions:\n  - {id: \"w{n}\", count: 2, image: n, grains: {roles: [web]}, config: {startup_states: highstate}}\nfile_roots: [salt, more]\n",
+            Path::new("t/lab.yaml"),
+            Path::new("/labs/t"),
+        )
+        .expect("lab")
+    }
+
+    fn keys(ids: &[&str]) -> BTreeMap<String, KeyPair> {
+        ids.iter()
+            .map(|i| {
+                (
+                    i.to_string(),
+                    KeyPair {
+                        private_pem: format!("PRIVATE {i}"),
+                        public_pem: format!("PUBLIC {i}"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn images() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("m".into(), "img/m:1".into()),
+            ("n".into(), "img/n:1".into()),
+        ])
+    }
+
+    fn file<'a>(c: &'a ContainerSpec, path: &str) -> &'a str {
+        let f = c
+            .files
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("{path} in {}", c.name));
+        std::str::from_utf8(&f.content).expect("utf8")
+    }
+
+    #[test]
+    fn master_gets_config_trees_and_every_minion_key() {
+        let p = plan(&lab(), &images(), &keys(&["w1", "w2"])).expect("plan");
+        assert_eq!(p.network, "strata-lab-t");
+        assert_eq!(p.master.name, "strata-lab-t-master");
+        assert_eq!(p.master.aliases, ["salt"]);
+        assert_eq!(p.master.image, "img/m:1");
+        assert_eq!(p.master.labels["io.strata.lab"], "t");
+        assert_eq!(p.master.labels["io.strata.lab.role"], "master");
+        let conf: Value =
+            serde_yaml::from_str(file(&p.master, "/etc/salt/master.d/strata.conf")).expect("yaml");
+        assert_eq!(conf["auto_accept"], Value::Bool(false));
+        assert_eq!(conf["log_level"], Value::String("debug".into()));
+        assert_eq!(
+            conf["file_roots"]["base"],
+            serde_yaml::from_str::<Value>("[/srv/strata/salt/0, /srv/strata/salt/1]")
+                .expect("yaml")
+        );
+        assert_eq!(
+            file(&p.master, "/etc/salt/pki/master/minions/w2"),
+            "PUBLIC w2"
+        );
+        assert!(p.master.binds.iter().all(|b| b.read_only));
+        assert_eq!(p.master.binds[1].host, Path::new("/labs/t/more"));
+    }
+
+    #[test]
+    fn minions_get_id_grains_keys_and_overrides() {
+        let p = plan(&lab(), &images(), &keys(&["w1", "w2"])).expect("plan");
+        assert_eq!(p.minion_ids, ["w1", "w2"]);
+        let m = &p.minions[1];
+        assert_eq!(
+            (m.name.as_str(), m.hostname.as_str()),
+            ("strata-lab-t-w2", "w2")
+        );
+        assert_eq!(m.labels["io.strata.lab.minion"], "w2");
+        let conf: Value =
+            serde_yaml::from_str(file(m, "/etc/salt/minion.d/strata.conf")).expect("yaml");
+        assert_eq!(conf["master"], Value::String("salt".into()));
+        assert_eq!(conf["id"], Value::String("w2".into()));
+        assert_eq!(conf["startup_states"], Value::String("highstate".into()));
+        assert_eq!(file(m, "/etc/salt/grains").trim(), "roles:\n- web");
+        let pem = m
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("minion.pem"))
+            .expect("pem");
+        assert_eq!(pem.mode, 0o600);
+        assert_eq!(pem.content, b"PRIVATE w2");
+    }
+
+    #[test]
+    fn missing_keys_or_images_are_errors() {
+        assert!(plan(&lab(), &images(), &keys(&["w1"]))
+            .unwrap_err()
+            .contains("no key for minion w2"));
+        let mut imgs = images();
+        imgs.remove("n");
+        assert!(plan(&lab(), &imgs, &keys(&["w1", "w2"]))
+            .unwrap_err()
+            .contains("image `n`"));
+    }
+}

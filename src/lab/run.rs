@@ -1,0 +1,381 @@
+//! Driving a planned lab on a [`Backend`]: up (network, master, minions started
+//! concurrently under a bound, then waiting until every minion answers), apply, down and
+//! gc. Anything that fails half-way tears down what it made.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB};
+use super::plan::LabPlan;
+use super::report::{Run, RunKind};
+use super::results::parse_returns;
+
+/// Pause between two pings while waiting for minions.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Salt's own `-t` for a ping round.
+pub const PING_SALT_TIMEOUT_S: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error("minions not answering after {seconds} s: {missing}")]
+    NotAnswering { seconds: u64, missing: String },
+    #[error("cannot read Salt's answer on the master: {0}")]
+    Salt(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Set by a signal handler; long waits check it and stop.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn check_interrupted() -> Result<(), LabError> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(LabError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Starts the lab. On any failure, removes everything it created and returns the error.
+pub fn up(
+    b: &dyn Backend,
+    plan: &LabPlan,
+    concurrency: usize,
+    start_timeout: Duration,
+) -> Result<(), LabError> {
+    let r = up_inner(b, plan, concurrency, start_timeout);
+    if r.is_err() {
+        let _ = down(b, &plan.lab);
+    }
+    r
+}
+
+fn up_inner(
+    b: &dyn Backend,
+    plan: &LabPlan,
+    concurrency: usize,
+    start_timeout: Duration,
+) -> Result<(), LabError> {
+    b.create_network(&plan.network, &plan.labels)?;
+    b.create_container(&plan.master)?;
+    b.start_container(&plan.master.name)?;
+    // A fixed number of workers take minions off a shared counter: at most `concurrency`
+    // creations in flight, and the first error stops the others from taking more.
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<BackendError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.max(1).min(plan.minions.len().max(1)) {
+            s.spawn(|| loop {
+                if first_error.lock().map(|e| e.is_some()).unwrap_or(true)
+                    || INTERRUPTED.load(Ordering::SeqCst)
+                {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(spec) = plan.minions.get(i) else {
+                    return;
+                };
+                let r = b
+                    .create_container(spec)
+                    .and_then(|()| b.start_container(&spec.name));
+                if let Err(e) = r {
+                    if let Ok(mut slot) = first_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e.into());
+    }
+    check_interrupted()?;
+    wait_for_minions(b, plan, start_timeout)
+}
+
+/// Pings from the master until every minion answers `true`.
+pub fn wait_for_minions(
+    b: &dyn Backend,
+    plan: &LabPlan,
+    timeout: Duration,
+) -> Result<(), LabError> {
+    let start = Instant::now();
+    let cmd = salt_cmd(&plan.minion_ids, PING_SALT_TIMEOUT_S, &["test.ping"]);
+    loop {
+        check_interrupted()?;
+        let missing = match b.exec(
+            &plan.master.name,
+            &cmd,
+            Duration::from_secs(PING_SALT_TIMEOUT_S + 30),
+        ) {
+            Ok(out) => match serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+                Ok(v) => plan
+                    .minion_ids
+                    .iter()
+                    .filter(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                Err(_) => plan.minion_ids.clone(),
+            },
+            Err(_) => plan.minion_ids.clone(),
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(LabError::NotAnswering {
+                seconds: timeout.as_secs(),
+                missing: missing.join(", "),
+            });
+        }
+        std::thread::sleep(PING_INTERVAL);
+    }
+}
+
+/// `salt --static --out=json -t T -L id,id … ARGS`: one JSON object, listed minions only.
+fn salt_cmd(ids: &[String], timeout_s: u64, args: &[&str]) -> Vec<String> {
+    let mut c: Vec<String> = ["salt", "--static", "--out=json", "--no-color", "-t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.push(timeout_s.to_string());
+    c.push("-L".into());
+    c.push(ids.join(","));
+    c.extend(args.iter().map(|s| s.to_string()));
+    c
+}
+
+/// One `state.apply` (highstate, or the given SLS) over every minion.
+pub fn apply(
+    b: &dyn Backend,
+    plan: &LabPlan,
+    kind: RunKind,
+    sls: &[String],
+    timeout: Duration,
+) -> Result<Run, LabError> {
+    let mut args = vec!["state.apply".to_string()];
+    if !sls.is_empty() {
+        args.push(sls.join(","));
+    }
+    if kind == RunKind::DryRun {
+        args.push("test=True".into());
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = salt_cmd(&plan.minion_ids, timeout.as_secs(), &arg_refs);
+    let started = Instant::now();
+    let out = b.exec(&plan.master.name, &cmd, timeout + Duration::from_secs(30))?;
+    let minions = parse_returns(&out.stdout, &plan.minion_ids)
+        .map_err(|e| LabError::Salt(format!("{e}; stderr: {}", out.stderr.trim())))?;
+    Ok(Run {
+        kind,
+        target: if sls.is_empty() {
+            "highstate".into()
+        } else {
+            sls.join(",")
+        },
+        minions,
+        salt_exit_code: Some(out.code as i32),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Removes every container, then every network, labelled with this lab. Idempotent.
+pub fn down(b: &dyn Backend, lab: &str) -> Result<usize, LabError> {
+    remove_labelled(b, &format!("{LABEL_LAB}={lab}"))
+}
+
+/// Removes the resources of every lab (orphans of crashed or killed runs included).
+pub fn gc(b: &dyn Backend) -> Result<usize, LabError> {
+    remove_labelled(b, LABEL_LAB)
+}
+
+fn remove_labelled(b: &dyn Backend, filter: &str) -> Result<usize, LabError> {
+    let found = b.list(filter)?;
+    let mut n = 0;
+    for r in found.iter().filter(|r| r.kind == ResourceKind::Container) {
+        b.remove_container(&r.name)?;
+        n += 1;
+    }
+    for r in found.iter().filter(|r| r.kind == ResourceKind::Network) {
+        b.remove_network(&r.name)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::backend::FakeBackend;
+    use crate::lab::plan::{plan, KeyPair};
+    use crate::lab::spec::parse_str;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn lab_plan(n: usize) -> LabPlan {
+        let lab = parse_str(
+            &format!("name: t\nimages: {{m: m.yaml}}\nmaster: {{image: m}}\nminions:\n  - {{id: \"w{{n}}\", count: {n}, image: m}}\n"),
+            Path::new("t/lab.yaml"),
+            Path::new("/labs/t"),
+        )
+        .expect("lab");
+        let keys = lab
+            .minions
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    KeyPair {
+                        private_pem: "k".into(),
+                        public_pem: "p".into(),
+                    },
+                )
+            })
+            .collect();
+        plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan")
+    }
+
+    fn pings(ids: &[String]) -> String {
+        let m: serde_json::Map<String, serde_json::Value> = ids
+            .iter()
+            .map(|i| (i.clone(), serde_json::Value::Bool(true)))
+            .collect();
+        serde_json::Value::Object(m).to_string()
+    }
+
+    #[test]
+    fn up_starts_everything_under_the_bound_and_down_removes_it() {
+        let p = lab_plan(20);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        up(&b, &p, 4, Duration::from_secs(5)).expect("up");
+        {
+            let s = b.state.lock().expect("lock");
+            assert_eq!(s.containers.len(), 21);
+            assert!(s.containers.values().all(|c| c.1), "all running");
+            assert!(
+                s.max_concurrent_creates <= 4,
+                "{}",
+                s.max_concurrent_creates
+            );
+            assert!(
+                s.max_concurrent_creates >= 2,
+                "creations overlapped: {}",
+                s.max_concurrent_creates
+            );
+        }
+        assert_eq!(down(&b, "t").expect("down"), 22);
+        assert_eq!(down(&b, "t").expect("down again"), 0);
+        let s = b.state.lock().expect("lock");
+        assert!(s.containers.is_empty() && s.networks.is_empty());
+    }
+
+    #[test]
+    fn a_failed_start_leaves_nothing_behind() {
+        let p = lab_plan(6);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .fail_create
+            .push("strata-lab-t-w3".into());
+        let e = up(&b, &p, 2, Duration::from_secs(5)).expect_err("fails");
+        assert!(
+            e.to_string().contains("cannot create strata-lab-t-w3"),
+            "{e}"
+        );
+        let s = b.state.lock().expect("lock");
+        assert!(s.containers.is_empty(), "{:?}", s.containers.keys());
+        assert!(s.networks.is_empty());
+    }
+
+    #[test]
+    fn minions_that_never_answer_are_named() {
+        let p = lab_plan(3);
+        let b = FakeBackend::default();
+        let partial = pings(&p.minion_ids[..2]);
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, partial));
+        let e = up(&b, &p, 2, Duration::from_millis(10)).expect_err("times out");
+        assert!(
+            matches!(&e, LabError::NotAnswering { missing, .. } if missing == "w3"),
+            "{e}"
+        );
+        assert!(b.state.lock().expect("lock").containers.is_empty());
+    }
+
+    #[test]
+    fn apply_parses_salt_and_names_the_run() {
+        let p = lab_plan(2);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        up(&b, &p, 2, Duration::from_secs(5)).expect("up");
+        let answer = r#"{"w1": {"test_|-a_|-a_|-succeed_without_changes": {"result": true, "changes": {}, "comment": "ok", "__run_num__": 0}}}"#;
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, answer.into()));
+        let run = apply(
+            &b,
+            &p,
+            RunKind::DryRun,
+            &["apache".into()],
+            Duration::from_secs(60),
+        )
+        .expect("apply");
+        assert_eq!(run.target, "apache");
+        assert!(run.minions["w1"].passed());
+        assert_eq!(
+            run.minions["w2"],
+            crate::lab::results::MinionReturn::Missing
+        );
+        let calls = b.state.lock().expect("lock").calls.clone();
+        let last = calls.last().expect("a call");
+        assert_eq!(
+            last,
+            "exec strata-lab-t-master salt --static --out=json --no-color -t 60 -L w1,w2 state.apply apache test=True"
+        );
+        down(&b, "t").expect("down");
+    }
+
+    #[test]
+    fn gc_removes_every_lab() {
+        let b = FakeBackend::default();
+        for lab in ["a", "b"] {
+            let mut p = lab_plan(1);
+            p.lab = lab.into();
+            p.network = format!("net-{lab}");
+            p.labels.insert(LABEL_LAB.into(), lab.into());
+            for c in std::iter::once(&mut p.master).chain(p.minions.iter_mut()) {
+                c.name = format!("{}-{lab}", c.name);
+                c.network = p.network.clone();
+                c.labels.insert(LABEL_LAB.into(), lab.into());
+            }
+            b.state
+                .lock()
+                .expect("lock")
+                .exec_answers
+                .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+            up(&b, &p, 1, Duration::from_secs(5)).expect("up");
+        }
+        assert_eq!(gc(&b).expect("gc"), 6);
+        let s = b.state.lock().expect("lock");
+        assert!(s.containers.is_empty() && s.networks.is_empty());
+    }
+}
