@@ -30,6 +30,8 @@ pub struct BuildOptions {
     pub tag: Option<String>,
     /// `SOURCE_DATE_EPOCH` from the environment, used when the recipe has none.
     pub source_date_epoch_env: Option<String>,
+    /// For a recipe with a `debian` step: how to treat its lock, where indices come from.
+    pub debian: crate::debian::DebianBuildOptions,
 }
 
 /// Told about progress; the CLI draws bars with it.
@@ -255,21 +257,30 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .enumerate()
         .map(|(i, l)| l.name.clone().unwrap_or_else(|| format!("layer-{}", i + 1)))
         .collect();
-    let mut planned = names.clone();
+
+    // A `debian` step's layer becomes the step's layer groups (lock, fetch, extract).
+    let debian_layers = crate::debian::build_layers(&loaded.file, r, &opts.debian, &store)?;
+    let resolved: Vec<Vec<(String, Vec<Entry>)>> = (0..r.layers.len())
+        .into_par_iter()
+        .map(|i| {
+            let is_debian = r.layers[i]
+                .steps
+                .iter()
+                .any(|s| matches!(s, recipe::Step::Debian(_)));
+            if is_debian {
+                return Ok(debian_layers.clone().unwrap_or_default());
+            }
+            let entries = recipe::resolve_layer(loaded, i, &stat, sde)?;
+            Ok(vec![(names[i].clone(), entries)])
+        })
+        .collect::<Result<_>>()?;
+    let mut layer_entries: Vec<(String, Vec<Entry>)> = resolved.into_iter().flatten().collect();
+    let resolved: Vec<Vec<Entry>> = layer_entries.iter().map(|(_, e)| e.clone()).collect();
+    let mut planned: Vec<String> = layer_entries.iter().map(|(n, _)| n.clone()).collect();
     if r.accounts.is_some() {
         planned.push("accounts".into());
     }
     obs.layers_planned(&planned);
-
-    let resolved: Vec<Vec<Entry>> = (0..r.layers.len())
-        .into_par_iter()
-        .map(|i| recipe::resolve_layer(loaded, i, &stat, sde).map_err(anyhow::Error::from))
-        .collect::<Result<_>>()?;
-    let mut layer_entries: Vec<(String, Vec<Entry>)> = names
-        .iter()
-        .cloned()
-        .zip(resolved.iter().cloned())
-        .collect();
     if let Some(accounts) = &r.accounts {
         let passwd = file_in_image(&store, base.as_ref(), &resolved, "etc/passwd")?;
         let group = file_in_image(&store, base.as_ref(), &resolved, "etc/group")?;

@@ -52,6 +52,22 @@ enum Command {
         format: OutputFormat,
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compression,
+        /// Fail if the recipe's lockfile (RECIPE.lock) is missing or stale instead of
+        /// re-resolving it.
+        #[arg(long)]
+        locked: bool,
+        /// No network: build from the lockfile and the cache alone.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        index: IndexFlags,
+    },
+    /// Resolve the recipe's Debian packages against the mirror's signed indices and write
+    /// RECIPE.lock beside the recipe.
+    Lock {
+        recipe: PathBuf,
+        #[command(flatten)]
+        index: IndexFlags,
     },
     /// Show an image's config, layers, sizes and history (IMAGE: [oci:]DIR[:TAG]).
     Inspect { image: String },
@@ -66,6 +82,33 @@ enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+/// Where Debian indices come from.
+#[derive(clap::Args)]
+struct IndexFlags {
+    /// Debian mirror URL (the directory holding dists/ and pool/). Default: the host's apt
+    /// sources.
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// OpenPGP keyring that verifies InRelease. Default: the host's Debian archive keyring.
+    #[arg(long, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+}
+
+impl IndexFlags {
+    fn options(&self) -> strata::debian::IndexOptions {
+        strata::debian::IndexOptions {
+            mirror: self.mirror.clone(),
+            mirror_env: std::env::var(strata::debian::mirror::MIRROR_ENV).ok(),
+            keyring: self.keyring.clone(),
+            etc_apt: PathBuf::from("/etc/apt"),
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -155,6 +198,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tag,
             format,
             compression,
+            locked,
+            offline,
+            index,
         } => {
             let loaded = strata::recipe::load(&recipe)?;
             let opts = BuildOptions {
@@ -162,6 +208,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 compression,
                 tag,
                 source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                debian: strata::debian::DebianBuildOptions {
+                    policy: strata::debian::LockPolicy { locked, offline },
+                    index: index.options(),
+                },
             };
             let bars = Bars::new(progress);
             let built = build::build(&loaded, &opts, &bars)?;
@@ -189,6 +239,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("wrote {} ({})", dest.display(), built.repo_tag());
                 }
                 println!("{}", built.image.manifest_digest);
+            }
+        }
+        Command::Lock { recipe, index } => {
+            let loaded = strata::recipe::load(&recipe)?;
+            let store = Store::open(&cache)
+                .with_context(|| format!("opening the cache at {}", cache.display()))?;
+            let fetcher = strata::debian::fetch::HttpFetcher::new();
+            let path = strata::debian::lock_path(&recipe);
+            match strata::debian::lock_recipe(
+                &recipe,
+                &loaded.recipe,
+                &index.options(),
+                &store,
+                &fetcher,
+            )? {
+                None => {
+                    anyhow::bail!(
+                        "{}: the recipe has no `debian` step, so there is nothing to lock\nhint: add a `debian` step to a layer",
+                        recipe.display()
+                    );
+                }
+                Some((lock, changed)) => {
+                    if cli.json {
+                        print_json(&serde_json::json!({
+                            "lockfile": path,
+                            "changed": changed,
+                            "identity": lock.identity,
+                            "packages": lock.packages.len(),
+                        }))?;
+                    } else {
+                        if !cli.quiet {
+                            eprintln!(
+                                "{} {} ({} packages)",
+                                if changed { "wrote" } else { "unchanged" },
+                                path.display(),
+                                lock.packages.len()
+                            );
+                        }
+                        println!("{}", lock.identity);
+                    }
+                }
             }
         }
         Command::Inspect { image } => {

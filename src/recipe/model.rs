@@ -67,6 +67,48 @@ pub enum Step {
     Symlink(SymlinkStep),
     Tar(TarStep),
     Remove(RemoveStep),
+    Debian(DebianStep),
+}
+
+/// Installs Debian packages (resolved from a signed mirror index, pinned in `RECIPE.lock`)
+/// without running maintainer scripts. A layer holding a `debian` step holds only that
+/// step: the step itself becomes one or more layers (`layering`). At most one per recipe.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DebianStep {
+    /// `bookworm`, `trixie`, … (or a suite name such as `stable`).
+    pub suite: String,
+    /// Default `[main]`.
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// `name`, `name (>= 1.2)`, `name=1.2-1`, or `a | b`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Never installed; relations naming them count as satisfied.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Also install every `Essential: yes` and `Priority: required` package.
+    #[serde(default)]
+    pub essential: bool,
+    #[serde(default)]
+    pub layering: Layering,
+}
+
+fn default_components() -> Vec<String> {
+    vec!["main".into()]
+}
+
+/// How a debian step's packages become layers (see `debian::layers`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layering {
+    /// One layer per package.
+    #[default]
+    PerPackage,
+    /// One layer per source package.
+    PerSource,
+    /// At most N layers: the N-1 largest source packages alone, the rest together.
+    Budget(u32),
 }
 
 /// Copies files, directories or glob matches from the recipe's directory.

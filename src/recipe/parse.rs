@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::accounts::{check_accounts, resolve_owner};
-use super::model::{Recipe, Step, DEFAULT_SOURCE_DATE_EPOCH};
+use super::model::{DebianStep, Layering, Recipe, Step, DEFAULT_SOURCE_DATE_EPOCH};
 use super::sourcemap::Pos;
 pub use super::sourcemap::SourceMap;
 use super::validate::{
@@ -323,6 +323,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::Symlink(_) => "symlink",
         Step::Tar(_) => "tar",
         Step::Remove(_) => "remove",
+        Step::Debian(_) => "debian",
     }
 }
 
@@ -350,6 +351,96 @@ pub fn step_mode(
 
 fn at<'a>(l: &'a LoadedRecipe, path: &'a str) -> impl Fn(Problem) -> RecipeError + 'a {
     move |p| l.problem_at(path, p)
+}
+
+/// Checks a `debian` step: names, relations, and its place in the recipe.
+fn validate_debian(
+    l: &LoadedRecipe,
+    base: &str,
+    layer: usize,
+    steps_in_layer: usize,
+    seen: usize,
+    d: &DebianStep,
+) -> Result<(), RecipeError> {
+    let p = |field: &str| format!("{base}.{field}");
+    if seen > 1 {
+        return Err(l.error_at(
+            base,
+            "a second `debian` step",
+            "put every package in one `debian` step; its `layering` splits them into layers",
+        ));
+    }
+    if steps_in_layer > 1 {
+        return Err(l.error_at(
+            base,
+            format!("layer {layer} has a `debian` step and other steps"),
+            "a `debian` step becomes its own layers (see `layering`): put the other steps in another layer",
+        ));
+    }
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+            && !s.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+    };
+    if !word(&d.suite) {
+        return Err(l.error_at(
+            &p("suite"),
+            format!("`{}` is not a suite name", d.suite),
+            "use a Debian suite such as bookworm or trixie",
+        ));
+    }
+    if d.components.is_empty() {
+        return Err(l.error_at(&p("components"), "no components", "use e.g. [main]"));
+    }
+    for (i, c) in d.components.iter().enumerate() {
+        if !word(c) {
+            return Err(l.error_at(
+                &format!("{base}.components[{i}]"),
+                format!("`{c}` is not a component name"),
+                "use archive components such as main, contrib, non-free-firmware",
+            ));
+        }
+    }
+    if d.packages.is_empty() && !d.essential {
+        return Err(l.error_at(
+            &p("packages"),
+            "the `debian` step installs nothing",
+            "list packages, or set `essential: true` for the Essential set",
+        ));
+    }
+    for (i, pkg) in d.packages.iter().enumerate() {
+        crate::debian::resolve::parse_request(pkg).map_err(|e| {
+            l.error_at(
+                &format!("{base}.packages[{i}]"),
+                format!("bad package entry `{pkg}`: {}", first_line(&e.to_string())),
+                "write `name`, `name (>= 1.2)`, `name=1.2-1` or `a | b`",
+            )
+        })?;
+    }
+    for (i, ex) in d.exclude.iter().enumerate() {
+        let ok = crate::debian::relation::parse_relation(ex)
+            .is_ok_and(|r| r.version.is_none() && r.arch_qual.is_none() && r.name == ex.trim());
+        if !ok {
+            return Err(l.error_at(
+                &format!("{base}.exclude[{i}]"),
+                format!("`{ex}` is not a package name"),
+                "exclude takes plain package names, without versions",
+            ));
+        }
+    }
+    if d.layering == Layering::Budget(0) {
+        return Err(l.error_at(
+            &p("layering"),
+            "a layer budget of 0",
+            "use `budget: N` with N >= 1, or per-package / per-source",
+        ));
+    }
+    Ok(())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
 }
 
 fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
@@ -384,6 +475,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
         step_mode(l, &path, m.as_ref()).map(|_| ())
     };
 
+    let mut debian_seen = 0;
     for (li, layer) in r.layers.iter().enumerate() {
         if let Some(name) = &layer.name {
             if name.trim().is_empty() {
@@ -465,6 +557,10 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
                     for (i, path) in rm.paths.iter().enumerate() {
                         image_path_not_root(path).map_err(at(l, &format!("{base}.paths[{i}]")))?;
                     }
+                }
+                Step::Debian(d) => {
+                    debian_seen += 1;
+                    validate_debian(l, &base, li, layer.steps.len(), debian_seen, d)?;
                 }
             }
         }

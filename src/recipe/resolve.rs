@@ -125,6 +125,15 @@ pub fn resolve_layer(
                 );
             }
             Step::Tar(t) => tar_step(loaded, &path, t, &mut staged)?,
+            Step::Debian(_) => {
+                // Packages become layers through `debian::` (lock, fetch, extract), which the
+                // build calls for this layer instead of `resolve_layer`.
+                return Err(loaded.error_at(
+                    &path,
+                    "a `debian` step is built from its lockfile, not resolved as files",
+                    "this is a bug in the caller: build debian layers through strata::debian",
+                ));
+            }
             Step::Remove(r) => {
                 for (i, p) in r.paths.iter().enumerate() {
                     let rel = image_path(p)
