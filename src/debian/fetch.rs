@@ -108,11 +108,13 @@ struct Limited<W> {
     inner: W,
     written: u64,
     limit: u64,
+    overflow: bool,
 }
 
 impl<W: Write> Write for Limited<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() as u64 > self.limit {
+            self.overflow = true;
             return Err(io::Error::other(format!(
                 "larger than the {} bytes the index gives",
                 self.limit
@@ -141,9 +143,16 @@ pub fn fetch_verified(
         inner: store.blob_writer()?,
         written: 0,
         limit: size,
+        overflow: false,
     };
     // On any error the writer (a temp file) is dropped and removed: nothing half-written.
-    fetcher.fetch(url, &mut w)?;
+    fetcher.fetch(url, &mut w).map_err(|e| match e {
+        FetchError::Sink { detail, .. } if w.overflow => DebianError::Verify {
+            what: url.to_string(),
+            detail: format!("{detail}: more bytes than the signed index says"),
+        },
+        e => e.into(),
+    })?;
     if w.written != size {
         return Err(DebianError::Verify {
             what: url.to_string(),
@@ -254,7 +263,10 @@ pub(crate) mod tests {
         let e = fetch_verified(&f, "http://m.invalid/a", &store, &good, 4)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("larger than the 4 bytes"), "{e}");
+        assert!(
+            e.contains("larger than the 4 bytes") && e.contains("nothing was stored"),
+            "{e}"
+        );
         let e = fetch_verified(&f, "http://m.invalid/a", &store, &good, 6)
             .unwrap_err()
             .to_string();

@@ -393,7 +393,15 @@ pub fn build_layers(
             .filter(|(_, p)| group.packages.contains(p))
             .cloned()
             .collect();
-        out.push((group.name, debs_to_layer_entries(&debs)?));
+        match debs_to_layer_entries(&debs) {
+            Ok(entries) => out.push((group.name, entries)),
+            Err(DebianError::ExtractNotConnected { .. }) => {
+                return Err(DebianError::ExtractNotConnected {
+                    packages: fetched.len(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(Some(out))
 }

@@ -475,7 +475,7 @@ fn a_tampered_deb_is_refused() {
 fn bad_debian_steps_point_at_the_place() {
     let sb = Sandbox::new();
     let cases = [
-        ("name: x\nlayers:\n  - steps:\n      - debian: {suite: fixture, packages: ['a (>> )']}\n", "4:", "packages[0]"),
+        ("name: x\nlayers:\n  - steps:\n      - debian: {suite: fixture, packages: ['a (>> )']}\n", "4:45", "bad package entry `a (>> )`"),
         ("name: x\nlayers:\n  - steps:\n      - debian: {suite: fixture}\n", "4:", "installs nothing"),
         ("name: x\nlayers:\n  - steps:\n      - debian: {suite: fixture, packages: [a], layering: {budget: 0}}\n", "4:", "budget of 0"),
         ("name: x\nlayers:\n  - steps:\n      - debian: {suite: fixture, packages: [a]}\n      - dir: {path: /x}\n", "4:", "and other steps"),
