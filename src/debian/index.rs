@@ -240,8 +240,23 @@ pub fn fetch_indices(
         };
         let digest = format!("sha256:{}", entry.sha256);
         if !store.has_blob(&digest) {
+            // By hash when the archive offers it: immune to the mirror updating between
+            // InRelease and this request. Falls back to the plain path.
             let url = format!("{base}/{path}");
-            fetch_verified(fetcher, &url, store, &entry.sha256, entry.size)?;
+            let fetched = if release.acquire_by_hash {
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                let by_hash = format!("{base}/{dir}/by-hash/SHA256/{}", entry.sha256);
+                match fetch_verified(fetcher, &by_hash, store, &entry.sha256, entry.size) {
+                    Err(DebianError::Fetch(FetchError::NotFound { .. })) => None,
+                    other => Some(other),
+                }
+            } else {
+                None
+            };
+            match fetched {
+                Some(r) => r?,
+                None => fetch_verified(fetcher, &url, store, &entry.sha256, entry.size)?,
+            };
         }
         let raw = store.read_blob(&digest)?;
         let text = decompress(&path, &raw)?;
@@ -337,6 +352,95 @@ mod tests {
             let e = parse_packages("Packages", &text).unwrap_err().to_string();
             assert!(e.contains(msg), "{text:?}: {e}");
         }
+    }
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/debian/repo");
+
+    fn fixture(rel: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURE}/{rel}")).unwrap()
+    }
+
+    #[test]
+    fn fetches_verifies_and_caches_indices() {
+        use crate::debian::fetch::tests::MapFetcher;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ring = Keyring::from_bytes("keyring.gpg", &fixture("keyring.gpg")).unwrap();
+        let m = "http://mirror.example.invalid/debian";
+        let xz = "dists/fixture/main/binary-amd64/Packages.xz";
+        let mut f = MapFetcher::default();
+        for rel in ["dists/fixture/InRelease", xz] {
+            f.files.insert(format!("{m}/{rel}"), fixture(rel));
+        }
+        let main = vec!["main".to_string()];
+        let idx = fetch_indices(&f, &store, m, "fixture", &main, "amd64", &ring, 0).unwrap();
+        assert_eq!(idx.files.len(), 1);
+        assert_eq!(idx.files[0].path, "main/binary-amd64/Packages.xz");
+        assert_eq!(idx.packages.len(), 10);
+        assert_eq!(
+            idx.inrelease_sha256,
+            crate::digest::sha256_digest(&fixture("dists/fixture/InRelease"))
+        );
+        // Cached by hash: the second time only InRelease is fetched.
+        f.calls.borrow_mut().clear();
+        fetch_indices(&f, &store, m, "fixture", &main, "amd64", &ring, 0).unwrap();
+        assert_eq!(*f.calls.borrow(), [format!("{m}/dists/fixture/InRelease")]);
+        // Errors: a suite the mirror lacks, a component or architecture the Release lacks.
+        let e = fetch_indices(&f, &store, m, "nope", &main, "amd64", &ring, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not found\nhint: is \"nope\" a suite"),
+            "{e}"
+        );
+        let e = fetch_indices(&f, &store, m, "fixture", &main, "arm64", &ring, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no Packages index for component \"main\" and architecture \"arm64\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn by_hash_indices() {
+        use crate::debian::fetch::tests::MapFetcher;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ring = Keyring::from_bytes("keyring.gpg", &fixture("keyring.gpg")).unwrap();
+        let m = "http://mirror.example.invalid/debian";
+        let dir_hash = format!("{FIXTURE}/dists/byhash/main/binary-amd64/by-hash/SHA256");
+        let name = std::fs::read_dir(&dir_hash)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name();
+        let by_hash = format!(
+            "dists/byhash/main/binary-amd64/by-hash/SHA256/{}",
+            name.to_string_lossy()
+        );
+        let mut f = MapFetcher::default();
+        for rel in ["dists/byhash/InRelease", by_hash.as_str()] {
+            f.files.insert(format!("{m}/{rel}"), fixture(rel));
+        }
+        let main = vec!["main".to_string()];
+        let idx = fetch_indices(&f, &store, m, "byhash", &main, "amd64", &ring, 0).unwrap();
+        assert_eq!(idx.packages.len(), 10);
+        assert_eq!(f.calls.borrow().last().unwrap(), &format!("{m}/{by_hash}"));
+        // A mirror without by-hash files: the plain path is used.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut f = MapFetcher::default();
+        f.files.insert(
+            format!("{m}/dists/byhash/InRelease"),
+            fixture("dists/byhash/InRelease"),
+        );
+        f.files.insert(
+            format!("{m}/dists/byhash/main/binary-amd64/Packages.xz"),
+            fixture("dists/fixture/main/binary-amd64/Packages.xz"),
+        );
+        let idx = fetch_indices(&f, &store, m, "byhash", &main, "amd64", &ring, 0).unwrap();
+        assert_eq!(idx.packages.len(), 10);
+        assert_eq!(f.calls.borrow().len(), 3);
     }
 
     #[test]

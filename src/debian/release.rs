@@ -136,6 +136,8 @@ pub struct Release {
     pub valid_until: Option<String>,
     pub architectures: Vec<String>,
     pub components: Vec<String>,
+    /// `Acquire-By-Hash: yes`: index files are also served under `…/by-hash/SHA256/<hex>`.
+    pub acquire_by_hash: bool,
     /// Path below `dists/SUITE/` → digest and size.
     pub sha256: BTreeMap<String, IndexFile>,
 }
@@ -190,6 +192,9 @@ pub fn parse_release(what: &str, text: &str) -> Result<Release, ReleaseError> {
         valid_until: p.get("Valid-Until").map(str::to_string),
         architectures: list("Architectures"),
         components: list("Components"),
+        acquire_by_hash: p
+            .get("Acquire-By-Hash")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes")),
         sha256,
     })
 }
@@ -365,6 +370,53 @@ SHA256:
         for (s, want) in cases {
             assert_eq!(parse_rfc2822(s), *want, "{s}");
         }
+    }
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/debian/repo");
+
+    fn fixture(rel: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURE}/{rel}")).unwrap()
+    }
+
+    #[test]
+    fn fixture_signatures() {
+        let ring = Keyring::from_bytes("keyring.gpg", &fixture("keyring.gpg")).unwrap();
+        assert_eq!(ring.len(), 1);
+        let text =
+            verify_inrelease("InRelease", &fixture("dists/fixture/InRelease"), &ring).unwrap();
+        // The signed text is exactly the Release file the script signed.
+        assert_eq!(
+            text.trim_end(),
+            String::from_utf8(fixture("dists/fixture/Release"))
+                .unwrap()
+                .trim_end()
+        );
+        let r = parse_release("InRelease", &text).unwrap();
+        assert_eq!(r.codename.as_deref(), Some("fixture"));
+        assert!(r.sha256.contains_key("main/binary-amd64/Packages.xz"));
+        for bad in [
+            "hostile/InRelease.bad-signature",
+            "hostile/InRelease.unknown-key",
+        ] {
+            let e = verify_inrelease(bad, &fixture(bad), &ring)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("BAD SIGNATURE") && e.contains("keyring.gpg"),
+                "{bad}: {e}"
+            );
+        }
+        // The plain Release is not a signed message at all.
+        let e = verify_inrelease("Release", &fixture("dists/fixture/Release"), &ring)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an OpenPGP cleartext-signed message"), "{e}");
+        // The expired one verifies but fails the freshness check.
+        let text = verify_inrelease("x", &fixture("hostile/InRelease.expired"), &ring).unwrap();
+        let e = parse_release("x", &text)
+            .unwrap()
+            .check("x", "fixture", 1_000_000_000);
+        assert!(e.unwrap_err().to_string().contains("expired"));
     }
 
     #[test]
