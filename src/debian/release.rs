@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
+use pgp::composed::cleartext::CleartextSignedMessage;
+use pgp::composed::{Deserializable, SignedPublicKey};
 
 use super::deb822;
 
