@@ -375,6 +375,43 @@ fn locked_refuses_a_stale_or_missing_lock() {
         lock,
         "untouched"
     );
+
+    // Without --locked a stale lock is re-resolved and rewritten before the build goes on.
+    let r = recipe(
+        &sb,
+        &RECIPE.replace(
+            "essential: true",
+            "essential: true\n          exclude: [data-files]",
+        ),
+    );
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&r)
+        .arg("-o")
+        .arg(&out)
+        .arg("--mirror")
+        .arg(server.url())
+        .arg("--keyring")
+        .arg(keyring()));
+    assert!(
+        stderr(&o).contains("7 package(s) are resolved"),
+        "{}",
+        stderr(&o)
+    );
+    let relocked = fs::read_to_string(sb.path("recipe.lock")).expect("lock");
+    assert_ne!(relocked, lock);
+    assert!(!locked_names(&relocked).contains(&"data-files".to_string()));
+    // --offline never resolves: a stale lock is an error there too.
+    let r = recipe(&sb, RECIPE);
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&r)
+        .arg("-o")
+        .arg(&out)
+        .arg("--offline"));
+    assert!(stderr(&o).contains("the lock is stale"), "{}", stderr(&o));
 }
 
 /// Serves the good repository with one file replaced; `strata lock` (or the build's fetch)
