@@ -245,6 +245,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = strata::recipe::load(&recipe)?;
             let store = Store::open(&cache)
                 .with_context(|| format!("opening the cache at {}", cache.display()))?;
+            // Shared, like a build: `cache gc` must not remove an index while it is read.
+            let _store_lock = store.lock(false)?;
             let fetcher = strata::debian::fetch::HttpFetcher::new();
             let path = strata::debian::lock_path(&recipe);
             match strata::debian::lock_recipe(

@@ -227,3 +227,53 @@ fn a_base_that_is_not_a_layout_is_refused_at_base() {
     .expect("absolute base");
     load_text(&f, "name: demo\nbase: oci:../outside\n").expect("relative base outside");
 }
+
+#[test]
+fn debian_steps_parse_with_defaults_and_layering_forms() {
+    let f = fixture();
+    let cases: &[(&str, Layering)] = &[
+        ("", Layering::PerPackage),
+        ("\n          layering: per-package", Layering::PerPackage),
+        ("\n          layering: per-source", Layering::PerSource),
+        ("\n          layering: {budget: 7}", Layering::Budget(7)),
+    ];
+    for (extra, want) in cases {
+        let text = format!(
+            "{HEAD}      - debian:\n          suite: bookworm\n          packages: [python3, 'libc6 (>= 2.36)', curl=7.88.1-10]{extra}\n"
+        );
+        let l = load_text(&f, &text).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let Step::Debian(d) = &l.recipe.layers[0].steps[0] else {
+            panic!("not a debian step")
+        };
+        assert_eq!(d.suite, "bookworm");
+        assert_eq!(d.components, ["main"]);
+        assert_eq!(d.packages.len(), 3);
+        assert!(d.exclude.is_empty() && !d.essential);
+        assert_eq!(&d.layering, want, "{extra}");
+    }
+    let bad = [
+        ("layering: sometimes", "sometimes"),
+        ("components: []", "no components"),
+        ("suite: ../x", "not a suite name"),
+        ("colour: blue", "colour"),
+    ];
+    for (line, msg) in bad {
+        let text = if line.starts_with("suite") {
+            format!("{HEAD}      - debian:\n          {line}\n          packages: [a]\n")
+        } else {
+            format!("{HEAD}      - debian:\n          suite: bookworm\n          packages: [a]\n          {line}\n")
+        };
+        let e = load_text(&f, &text).expect_err(line).to_string();
+        assert!(e.contains(msg), "{line}: {e}");
+        assert!(e.contains("recipe.yaml:"), "{line}: {e}");
+    }
+    // Two debian steps, or a debian step beside others in a layer.
+    let two = format!(
+        "{HEAD}      - debian: {{suite: bookworm, packages: [a]}}\n  - steps:\n      - debian: {{suite: bookworm, packages: [b]}}\n"
+    );
+    let e = load_text(&f, &two).expect_err("two").to_string();
+    assert!(
+        e.contains("a second `debian` step") && e.contains(":6:"),
+        "{e}"
+    );
+}
