@@ -192,7 +192,7 @@ pub fn ensure_debs(
                 fetch_verified(f, &url, store, &p.sha256, p.size).map_err(|e| {
                     DebianError::Package {
                         package: format!("{} {} ({})", p.name, p.version, p.arch),
-                        source: Box::new(e),
+                        err: Box::new(e),
                     }
                 })?;
             }

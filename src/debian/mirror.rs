@@ -38,12 +38,8 @@ pub enum MirrorError {
         "{origin}: {reason}\nhint: see sources.list(5); or pass --mirror URL / set {MIRROR_ENV}"
     )]
     Syntax { origin: String, reason: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("no Debian mirror found for suite {suite:?} in the host's apt sources ({searched})\nhint: pass --mirror URL or set {MIRROR_ENV}=URL (the URL of a Debian archive, the directory holding dists/ and pool/)")]
     NotFound { suite: String, searched: String },
     #[error("mirror URL {url:?} is not http:// or https://\nhint: give the archive's URL, e.g. http://mirror.example.invalid/debian")]
@@ -209,9 +205,9 @@ pub fn read_host_sources(etc_apt: &Path) -> Result<(Vec<AptSource>, Vec<PathBuf>
     }
     let mut out = Vec::new();
     for f in &files {
-        let text = fs::read_to_string(f).map_err(|source| MirrorError::Io {
+        let text = fs::read_to_string(f).map_err(|err| MirrorError::Io {
             path: f.clone(),
-            source,
+            err,
         })?;
         let name = f.display().to_string();
         if f.extension().and_then(|e| e.to_str()) == Some("sources") {

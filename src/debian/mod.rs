@@ -49,11 +49,12 @@ pub enum DebianError {
     Verify { what: String, detail: String },
     #[error("{what}: {detail}")]
     Lock { what: String, detail: String },
-    #[error("{package}: {source}")]
+    // Causes are part of the messages, not `source()`s: the CLI prints the chain with
+    // `{:#}`, which would repeat them.
+    #[error("{package}: {err}")]
     Package {
         package: String,
-        #[source]
-        source: Box<DebianError>,
+        err: Box<DebianError>,
     },
     #[error("offline: {} .deb file(s) the lock needs are not in the cache:\n{}\nhint: run the build once without --offline (network needed) to fetch them into the cache", missing.len(), missing.iter().map(|m| format!("  {m}")).collect::<Vec<_>>().join("\n"))]
     Offline { missing: Vec<String> },
@@ -69,19 +70,16 @@ pub enum DebianError {
         recipe: PathBuf,
         why: &'static str,
     },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: cannot read the keyring that verifies InRelease: {err}\nhint: pass the archive's keyring with --keyring FILE (default: the host's /usr/share/keyrings/debian-archive-keyring.gpg)")]
+    KeyringFile { path: PathBuf, err: std::io::Error },
     #[error("platform {platform:?} has no Debian architecture\nhint: use linux/amd64, linux/arm64, linux/arm/v7, linux/arm/v5, linux/386, linux/ppc64le, linux/s390x, linux/riscv64 or linux/mips64le")]
     Platform { platform: String },
-    #[error("recipe package entry {entry:?}: {source}")]
+    #[error("recipe package entry {entry:?}: {err}")]
     Request {
         entry: String,
-        #[source]
-        source: relation::RelationError,
+        err: relation::RelationError,
     },
     /// The seam to the `.deb` reader is not connected in this build.
     #[error("debian step: {packages} package(s) are resolved, locked and in the cache, but turning .deb files into layer entries is not connected yet\nhint: this build of strata can lock and fetch (`strata lock`); image layers from .debs need the .deb reader")]
@@ -89,9 +87,9 @@ pub enum DebianError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DebianError + '_ {
-    move |source| DebianError::Io {
+    move |err| DebianError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     }
 }
 
@@ -174,14 +172,9 @@ impl IndexOptions {
             .keyring
             .clone()
             .unwrap_or_else(|| PathBuf::from(release::DEFAULT_KEYRING));
-        let bytes = std::fs::read(&path).map_err(|e| DebianError::Io {
+        let bytes = std::fs::read(&path).map_err(|err| DebianError::KeyringFile {
             path: path.clone(),
-            source: std::io::Error::new(
-                e.kind(),
-                format!(
-                    "{e} (the keyring that verifies InRelease; pass another with --keyring FILE)"
-                ),
-            ),
+            err,
         })?;
         Ok(release::Keyring::from_bytes(
             &path.display().to_string(),
@@ -215,9 +208,9 @@ pub fn resolve_step(
         .packages
         .iter()
         .map(|p| {
-            resolve::parse_request(p).map_err(|source| DebianError::Request {
+            resolve::parse_request(p).map_err(|err| DebianError::Request {
                 entry: p.clone(),
-                source,
+                err,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -86,12 +86,8 @@ pub struct Provide {
 pub enum RelationError {
     #[error("in {text:?}: {reason}\nhint: write relations as `name[:arch] [(op version)]`, separated by `,` or `|`, with op one of << <= = >= >>")]
     Syntax { text: String, reason: String },
-    #[error("in {text:?}: {source}")]
-    Version {
-        text: String,
-        #[source]
-        source: VersionError,
-    },
+    #[error("in {text:?}: {err}")]
+    Version { text: String, err: VersionError },
 }
 
 impl Relation {
@@ -216,9 +212,9 @@ pub fn parse_relation(text: &str) -> Result<Relation, RelationError> {
             o => return Err(syntax(t, format!("unknown operator {o:?}"))),
         };
         let v = inner[op_len..].trim();
-        let v = Version::parse(v).map_err(|source| RelationError::Version {
+        let v = Version::parse(v).map_err(|err| RelationError::Version {
             text: t.to_string(),
-            source,
+            err,
         })?;
         version = Some((op, v));
         rest = after.trim_start();
