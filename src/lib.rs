@@ -2,8 +2,10 @@
 
 pub mod build;
 pub mod digest;
+pub mod docker;
 pub mod inspect;
 pub mod layer;
 pub mod oci;
 pub mod recipe;
+pub mod registry;
 pub mod store;
