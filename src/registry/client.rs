@@ -127,6 +127,14 @@ pub fn registry_error_message(body: &str) -> String {
     }
 }
 
+/// True when `GET http://host/v2/` gets any HTTP answer.
+fn speaks_plain_http(agent: &ureq::Agent, host: &str) -> bool {
+    match agent.get(&format!("http://{host}/v2/")).call() {
+        Ok(_) | Err(ureq::Error::Status(..)) => true,
+        Err(ureq::Error::Transport(_)) => false,
+    }
+}
+
 /// True for statuses worth retrying: 5xx and 429.
 pub fn is_transient_status(status: u16) -> bool {
     status >= 500 || status == 429
@@ -201,7 +209,14 @@ impl Client {
                         ));
                     }
                     Err(ureq::Error::Status(code, _)) => last_err = format!("{url}: HTTP {code}"),
-                    Err(ureq::Error::Transport(t)) => last_err = format!("{url}: {t}"),
+                    Err(ureq::Error::Transport(t)) => {
+                        last_err = format!("{url}: {t}");
+                        // A registry that answers plain HTTP will never answer HTTPS: say
+                        // so now instead of retrying. (The probe carries no credentials.)
+                        if scheme == "https" && !plain_ok && speaks_plain_http(&agent, &host) {
+                            bail!("{host} serves plain HTTP, which strata refuses for a registry that is not on loopback\n  hint: pass --insecure if you trust the network between here and {host}");
+                        }
+                    }
                 }
             }
         }
