@@ -2,9 +2,11 @@
 
 pub mod build;
 pub mod digest;
+pub mod docker;
 pub mod inspect;
 pub mod lab;
 pub mod layer;
 pub mod oci;
 pub mod recipe;
+pub mod registry;
 pub mod store;

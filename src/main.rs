@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use strata::build::{self, BuildObserver, BuildOptions, LayerReport, OutputFormat};
 use strata::layer::Compression;
+use strata::registry::{BlobAction, ClientOptions, PushOptions, PushReport, PushRoot, Reference};
 use strata::store::Store;
 
 #[derive(Parser)]
@@ -52,6 +53,53 @@ enum Command {
         format: OutputFormat,
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compression,
+        /// Also push the image to this registry reference (HOST[:PORT]/REPO[:TAG]).
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Push an image of an OCI layout to a registry; prints the pushed digest.
+    Push {
+        /// [oci:]DIR[:TAG]
+        image: String,
+        /// HOST[:PORT]/REPO[:TAG][@sha256:DIGEST] (tag default: latest).
+        reference: String,
+        /// More tags to push the image under (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Repositories of the same registry to mount blobs from before uploading (repeatable).
+        #[arg(long, value_name = "REPO")]
+        mount_from: Vec<String>,
+        /// Blobs larger than this are uploaded in chunks of this many bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = strata::registry::push::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u64,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Pull an image from a registry into an OCI layout, verifying every digest; prints the digest.
+    Pull {
+        /// HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]
+        reference: String,
+        /// The OCI layout directory to write (created, or added to).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Tag in the layout (default: the reference's tag, else latest).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Of a multi-platform image, only this platform (os/arch[/variant]); default: all.
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Load an image of an OCI layout into the running Docker engine (through its API socket).
+    Load {
+        /// [oci:]DIR[:TAG]
+        image: String,
+        /// NAME:TAG in the engine (default: the layout directory's name and the image's tag).
+        #[arg(long)]
+        tag: Option<String>,
     },
     /// Show an image's config, layers, sizes and history (IMAGE: [oci:]DIR[:TAG]).
     Inspect { image: String },
@@ -66,6 +114,68 @@ enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(clap::Args)]
+struct RegistryFlags {
+    /// Allow plain HTTP to a registry (loopback registries are allowed without it).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl RegistryFlags {
+    fn client(&self) -> ClientOptions {
+        ClientOptions {
+            insecure: self.insecure,
+            ..ClientOptions::default()
+        }
+    }
+}
+
+fn do_push(
+    store: &Store,
+    root: &PushRoot,
+    reference: &str,
+    extra_tags: &[String],
+    opts: &PushOptions,
+    json: bool,
+    quiet: bool,
+) -> Result<PushReport> {
+    let r = Reference::parse(reference)?;
+    for t in extra_tags {
+        Reference::parse(&format!("{}/{}:{t}", r.host, r.repo))?;
+    }
+    if let Some(d) = &r.digest {
+        anyhow::ensure!(
+            d == &root.digest,
+            "{reference}: the image's digest is {}, not {d}\n  hint: leave the digest out of the reference",
+            root.digest
+        );
+    }
+    let rep = strata::registry::push(
+        store,
+        root,
+        &r,
+        &strata::registry::push::tags_for(&r, extra_tags),
+        opts,
+    )?;
+    if !json && !quiet {
+        let count = |a: BlobAction| rep.blobs.iter().filter(|b| b.action == a).count();
+        eprintln!(
+            "pushed {} ({} blobs uploaded, {} in chunks, {} mounted, {} already there) as {}",
+            rep.pushed,
+            count(BlobAction::Uploaded),
+            count(BlobAction::Chunked),
+            count(BlobAction::Mounted),
+            count(BlobAction::Present),
+            if rep.tags.is_empty() {
+                "(digest only)".to_string()
+            } else {
+                rep.tags.join(", ")
+            }
+        );
+    }
+    Ok(rep)
 }
 
 #[derive(Subcommand)]
@@ -155,13 +265,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tag,
             format,
             compression,
+            push,
+            registry,
         } => {
+            // A bad push reference is reported before the build, not after.
+            let push_ref = push.as_deref().map(Reference::parse).transpose()?;
             let loaded = strata::recipe::load(&recipe)?;
             let opts = BuildOptions {
                 cache_dir: cache,
                 compression,
                 tag,
                 source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                registry: registry.client(),
             };
             let bars = Bars::new(progress);
             let built = build::build(&loaded, &opts, &bars)?;
@@ -174,6 +289,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             });
             build::write_output(&built, format, &dest)?;
+            let pushed = match (&push, &push_ref) {
+                (Some(text), Some(r)) => {
+                    // Base layers from the same registry are mounted rather than uploaded.
+                    let mut mount_from = Vec::new();
+                    if let Ok(strata::recipe::Base::Registry(b)) =
+                        strata::recipe::parse_base(loaded.recipe.base.trim())
+                    {
+                        if b.host == r.host && b.repo != r.repo {
+                            mount_from.push(b.repo);
+                        }
+                    }
+                    let popts = PushOptions {
+                        client: registry.client(),
+                        mount_from,
+                        ..PushOptions::default()
+                    };
+                    let root = PushRoot {
+                        media_type: strata::oci::MEDIA_MANIFEST.to_string(),
+                        digest: built.image.manifest_digest.clone(),
+                    };
+                    Some(do_push(
+                        &built.store,
+                        &root,
+                        text,
+                        &[],
+                        &popts,
+                        cli.json,
+                        cli.quiet,
+                    )?)
+                }
+                _ => None,
+            };
             if cli.json {
                 print_json(&serde_json::json!({
                     "manifest_digest": built.image.manifest_digest,
@@ -183,12 +330,101 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "format": format,
                     "output": dest,
                     "layers": built.layers,
+                    "push": pushed,
                 }))?;
             } else {
                 if !cli.quiet {
                     eprintln!("wrote {} ({})", dest.display(), built.repo_tag());
                 }
                 println!("{}", built.image.manifest_digest);
+            }
+        }
+        Command::Push {
+            image,
+            reference,
+            tags,
+            mount_from,
+            chunk_size,
+            registry,
+        } => {
+            anyhow::ensure!(chunk_size > 0, "--chunk-size must be at least 1 byte");
+            let (layout, root) = strata::registry::push::layout_root(&image)?;
+            let opts = PushOptions {
+                client: registry.client(),
+                chunk_size,
+                mount_from,
+            };
+            let rep = do_push(
+                &layout.blobs,
+                &root,
+                &reference,
+                &tags,
+                &opts,
+                cli.json,
+                cli.quiet,
+            )?;
+            if cli.json {
+                print_json(&rep)?;
+            } else {
+                println!("{}", rep.digest);
+            }
+        }
+        Command::Pull {
+            reference,
+            output,
+            tag,
+            platform,
+            registry,
+        } => {
+            let r = Reference::parse(&reference)?;
+            let tag = tag
+                .or_else(|| r.tag.clone())
+                .unwrap_or_else(|| "latest".into());
+            strata::recipe::validate::check_tag(&tag)
+                .map_err(|p| anyhow::anyhow!("--tag: {}\n  hint: {}", p.message, p.hint))?;
+            if let Some(p) = &platform {
+                strata::recipe::validate::check_platform(p).map_err(|p| {
+                    anyhow::anyhow!("--platform: {}\n  hint: {}", p.message, p.hint)
+                })?;
+            }
+            let layout = strata::oci::Layout::create(&output)?;
+            let opts = strata::registry::PullOptions {
+                client: registry.client(),
+                platform,
+            };
+            let rep = strata::registry::pull(&r, &layout.blobs, &opts)?;
+            let desc: oci_spec::image::Descriptor = serde_json::from_value(serde_json::json!({
+                "mediaType": rep.media_type,
+                "digest": rep.digest,
+                "size": rep.size,
+            }))?;
+            layout.set_tag(&tag, desc)?;
+            if cli.json {
+                print_json(&serde_json::json!({"pull": rep, "output": output, "tag": tag}))?;
+            } else {
+                if !cli.quiet {
+                    eprintln!(
+                        "pulled {r} into {}:{tag} ({} blobs fetched, {} already there)",
+                        output.display(),
+                        rep.fetched,
+                        rep.cached
+                    );
+                }
+                println!("{}", rep.digest);
+            }
+        }
+        Command::Load { image, tag } => {
+            let engine = strata::docker::Engine::from_env()?;
+            let rep = strata::docker::load_image(&engine, &image, tag.as_deref())?;
+            if cli.json {
+                print_json(&rep)?;
+            } else {
+                if !cli.quiet {
+                    for m in &rep.messages {
+                        eprintln!("{m}");
+                    }
+                }
+                println!("{}", rep.repo_tag);
             }
         }
         Command::Inspect { image } => {

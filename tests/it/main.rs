@@ -6,6 +6,7 @@
 mod build;
 mod determinism;
 mod errors;
+mod registry;
 mod tools;
 
 use std::path::{Path, PathBuf};
