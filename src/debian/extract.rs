@@ -1,0 +1,598 @@
+//! A package's `data.tar` → layer entries, with the safety checks dpkg would make and the
+//! metadata strata's determinism contract asks for.
+//!
+//! - Paths: `./` is dropped; absolute paths, `..`, and writes through a symlink the same
+//!   package created are refused, naming the package and the member.
+//! - Lower layers: the caller passes the symlinks of the layers below (the base image and
+//!   earlier packages). A member below such a link is redirected to where the link points
+//!   inside the image (merged /usr: `./bin/ls` becomes `usr/bin/ls` when the base has
+//!   `bin -> usr/bin`), so the link is never shadowed by a directory. A link that leaves
+//!   the image or points at the root or at itself is refused.
+//! - Metadata: owners, names and modes from the package; mtimes clamped to
+//!   `SOURCE_DATE_EPOCH`; hard links inside the package stay hard links.
+//! - Memory: the data archive is streamed; files of [`SPILL_BYTES`] or more go to
+//!   `spill_dir` (named by their sha256, written to a temp file and renamed) when one is set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+use super::deb::{read_deb, ControlFields, DebError, DebInfo};
+use crate::layer::tarin::{normalize_member_path, read_member, MemberKind};
+use crate::layer::{Content, Entry, EntryKind};
+use crate::recipe::validate::Problem;
+
+/// Files at least this large are written to the spill directory instead of memory.
+pub const SPILL_BYTES: u64 = 256 << 10;
+/// Symlink hops followed when redirecting a path through lower layers' links.
+const MAX_LINK_HOPS: usize = 40;
+
+/// How a package is extracted.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// `SOURCE_DATE_EPOCH`: entries' mtimes are clamped to it.
+    pub sde: u64,
+    /// Symlinks already in the image below this package (base image, earlier packages):
+    /// image path (no leading `/`) → link target. See [`symlinks_of`].
+    pub lower_symlinks: BTreeMap<String, String>,
+    /// Where large file contents are kept (content-addressed); `None` keeps them in memory.
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// One package, read and turned into layer entries.
+#[derive(Debug, Clone)]
+pub struct ExtractedPackage {
+    /// The `.deb` itself: path, sha256, size, control archive and control fields.
+    pub deb: DebInfo,
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Layer entries sorted by path, missing parent directories added (0755, root).
+    pub entries: Vec<Entry>,
+    /// The package's paths as dpkg lists them in `info/PKG.list`: `/.` first, then each
+    /// member in archive order, as named in the package (before any merged-/usr redirect).
+    pub dpkg_paths: Vec<String>,
+    /// md5 of each regular file, by package path without the leading `/`, archive order.
+    pub file_md5: Vec<(String, String)>,
+    /// `conffiles` entries (absolute paths).
+    pub conffiles: Vec<String>,
+    /// `usr/share/doc/PKG/copyright`, when the package ships it as a file.
+    pub copyright: Option<String>,
+}
+
+impl ExtractedPackage {
+    /// The text of `md5sums`: the package's own file, or one made from the contents (as
+    /// dpkg does for packages without one).
+    pub fn md5sums(&self) -> String {
+        if let Some(t) = self.deb.control.text("md5sums") {
+            return t;
+        }
+        self.file_md5
+            .iter()
+            .map(|(p, m)| format!("{m}  {p}\n"))
+            .collect()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.deb.field(name)
+    }
+
+    /// The entry at an image path, if this package ships it.
+    pub fn entry(&self, path: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// The symlinks among `entries` (image path → target), for [`ExtractOptions::lower_symlinks`].
+pub fn symlinks_of(entries: &[Entry]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Symlink { target } => Some((e.path.clone(), target.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads the bytes of an entry's content (inline or spilled).
+pub fn read_content(c: &Content) -> io::Result<Vec<u8>> {
+    match c {
+        Content::Bytes(b) => Ok(b.to_vec()),
+        Content::Path { path, .. } => std::fs::read(path),
+    }
+}
+
+/// Reads `deb_path` and turns its data archive into layer entries.
+pub fn package_entries(
+    deb_path: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractedPackage, DebError> {
+    let mut state = Extractor {
+        opts,
+        entries: BTreeMap::new(),
+        links: HashMap::new(),
+        dpkg_paths: vec!["/.".to_string()],
+        file_md5: Vec::new(),
+        copyright: None,
+        copyright_path: String::new(),
+    };
+    let deb = read_deb(deb_path, &mut |_, fields, data| state.visit(fields, data))?;
+    let err = |m: String| {
+        DebError::new(
+            deb_path,
+            Problem::new(
+                m,
+                "the package's control file must name Package, Version and Architecture",
+            ),
+        )
+    };
+    let name = deb
+        .field("Package")
+        .ok_or_else(|| err("the control file has no Package field".into()))?
+        .to_string();
+    let version = deb
+        .field("Version")
+        .ok_or_else(|| err(format!("package `{name}` has no Version field")))?
+        .to_string();
+    let arch = deb
+        .field("Architecture")
+        .ok_or_else(|| err(format!("package `{name}` has no Architecture field")))?
+        .to_string();
+    let conffiles = deb
+        .control
+        .text("conffiles")
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                // dpkg ≥ 1.20 allows a `remove-on-upgrade` flag before the path.
+                .map(|l| l.rsplit(' ').next().unwrap_or(l).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let entries = finish(state.entries, opts.sde);
+    Ok(ExtractedPackage {
+        deb,
+        name,
+        version,
+        arch,
+        entries,
+        dpkg_paths: state.dpkg_paths,
+        file_md5: state.file_md5,
+        conffiles,
+        copyright: state.copyright,
+    })
+}
+
+struct Extractor<'o> {
+    opts: &'o ExtractOptions,
+    entries: BTreeMap<String, Entry>,
+    /// Symlinks this package created so far (resolved image path → target).
+    links: HashMap<String, String>,
+    dpkg_paths: Vec<String>,
+    file_md5: Vec<(String, String)>,
+    copyright: Option<String>,
+    copyright_path: String,
+}
+
+const HINT_HOSTILE: &str =
+    "the package tries to write outside its place in the image; do not install it (report it to its maintainer if it came from a Debian mirror)";
+
+impl Extractor<'_> {
+    fn visit(&mut self, fields: &ControlFields, data: &mut dyn Read) -> Result<(), Problem> {
+        let pkg = super::deb::field(fields, "Package").unwrap_or("?");
+        self.copyright_path = format!("usr/share/doc/{pkg}/copyright");
+        let corrupt = |m: String| {
+            Problem::new(
+                format!("data archive: {m}"),
+                "the file is not a valid Debian package; fetch it again",
+            )
+        };
+        let mut archive = tar::Archive::new(data);
+        let members = archive.entries().map_err(|e| corrupt(e.to_string()))?;
+        for member in members {
+            let mut member = member.map_err(|e| corrupt(e.to_string()))?;
+            let mut md5 = None;
+            let spill = self.opts.spill_dir.clone();
+            let mut read_file = |r: &mut dyn Read, size: u64| -> io::Result<Content> {
+                let (content, m) = read_file(r, size, spill.as_deref())?;
+                md5 = Some(m);
+                Ok(content)
+            };
+            let Some(m) = read_member(&mut member, &mut read_file).map_err(corrupt)? else {
+                continue;
+            };
+            self.add(m, md5)?;
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        m: crate::layer::tarin::TarMember,
+        md5: Option<String>,
+    ) -> Result<(), Problem> {
+        let raw = m.raw_path.display().to_string();
+        let hostile = |msg: String| Problem::new(format!("member `{raw}` {msg}"), HINT_HOSTILE);
+        let rel = match normalize_member_path(&m.raw_path, false) {
+            Ok(Some(rel)) => rel,
+            Ok(None) => return Ok(()),
+            Err(_) if m.raw_path.is_absolute() => {
+                return Err(hostile("has an absolute path".into()))
+            }
+            Err(_) => return Err(hostile("climbs out of the image root with `..`".into())),
+        };
+        self.dpkg_paths.push(format!("/{rel}"));
+        let is_dir = matches!(m.kind, MemberKind::Dir);
+        let path = self.resolve(&rel, is_dir).map_err(hostile)?;
+        if let Some(target) = self.opts.lower_symlinks.get(&path) {
+            // The final component is a lower layer's link and the member is not a
+            // directory (those were redirected): only the identical link may stay.
+            let same = matches!(&m.kind, MemberKind::Symlink { target: t } if t == target);
+            if !same {
+                return Err(hostile(format!(
+                    "would replace the symlink `/{path}` -> {target} of a lower layer"
+                )));
+            }
+        }
+        let kind = m
+            .kind
+            .into_entry_kind(|raw_target| {
+                let t = normalize_member_path(raw_target, true)?
+                    .ok_or_else(|| "is a hard link to the image root".to_string())?;
+                let t = self.resolve(&t, false)?;
+                match self.entries.get(&t).map(|e| &e.kind) {
+                    Some(EntryKind::File { .. }) => Ok(t),
+                    _ => Err(format!(
+                        "is a hard link to `/{t}`, which is not a file earlier in this package"
+                    )),
+                }
+            })
+            .map_err(hostile)?;
+        if let EntryKind::Symlink { target } = &kind {
+            self.links.insert(path.clone(), target.clone());
+        } else {
+            self.links.remove(&path);
+        }
+        if let (EntryKind::File { content, .. }, Some(md5)) = (&kind, md5) {
+            self.file_md5.push((rel.clone(), md5));
+            if path == self.copyright_path {
+                self.copyright = read_content(content)
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+        if !is_dir {
+            // A non-directory replaces whatever was at its path, including below it.
+            let below = format!("{path}/");
+            self.entries.retain(|p, _| !p.starts_with(&below));
+        }
+        let entry = Entry {
+            path: path.clone(),
+            kind,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            uname: m.uname,
+            gname: m.gname,
+            mtime: m.mtime.min(self.opts.sde),
+        };
+        self.entries.insert(path, entry);
+        Ok(())
+    }
+
+    /// The image path a member lands at: every ancestor (and the path itself when
+    /// `follow_last`) that is a lower layer's symlink is followed inside the image; one
+    /// this package created is refused.
+    fn resolve(&self, rel: &str, follow_last: bool) -> Result<String, String> {
+        let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            let last = todo.is_empty();
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if done.pop().is_none() {
+                        return Err("leads out of the image root through a symlink".into());
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            if last && !follow_last {
+                break;
+            }
+            let here = done.join("/");
+            if let Some(target) = self.links.get(&here) {
+                return Err(format!(
+                    "writes through the symlink `/{here}` -> {target}, which this package created"
+                ));
+            }
+            let Some(target) = self.opts.lower_symlinks.get(&here) else {
+                continue;
+            };
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                return Err(format!("goes through too many symlinks at `/{here}`"));
+            }
+            let bad = |why: &str| {
+                Err(format!(
+                    "writes through the lower layer's symlink `/{here}` -> {target}, {why}"
+                ))
+            };
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            // Lexically resolve the target from the link's directory.
+            for t in target.split('/').filter(|t| !t.is_empty() && *t != ".") {
+                if t == ".." {
+                    if done.pop().is_none() {
+                        return bad("which leads out of the image root");
+                    }
+                } else {
+                    done.push(t.to_string());
+                }
+            }
+            let resolved = done.join("/");
+            if resolved.is_empty() {
+                return bad("which points at the image root");
+            }
+            if resolved == here
+                || resolved.starts_with(&format!("{here}/"))
+                || here.starts_with(&format!("{resolved}/"))
+            {
+                return bad("which points at itself or one of its parents");
+            }
+            // Components of the resolved target may be links themselves: walk them again.
+            let again: Vec<String> = std::mem::take(&mut done);
+            todo.extend(again.into_iter().rev());
+        }
+        Ok(done.join("/"))
+    }
+}
+
+/// Reads one regular file: its content (inline, or spilled to `spill/<sha256>`) and md5.
+fn read_file(r: &mut dyn Read, size: u64, spill: Option<&Path>) -> io::Result<(Content, String)> {
+    let mut md5 = Md5::new();
+    match spill {
+        Some(dir) if size >= SPILL_BYTES => {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            let mut sha = Sha256::new();
+            let mut buf = vec![0u8; 64 << 10];
+            let mut n_total = 0u64;
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                sha2::Digest::update(&mut sha, &buf[..n]);
+                md5.update(&buf[..n]);
+                tmp.write_all(&buf[..n])?;
+                n_total += n as u64;
+            }
+            if n_total != size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("file has {n_total} bytes, header says {size}"),
+                ));
+            }
+            let sha256 = hex::encode(sha2::Digest::finalize(sha));
+            let dest = dir.join(&sha256);
+            if dest.exists() {
+                drop(tmp);
+            } else {
+                tmp.persist(&dest).map_err(|e| e.error)?;
+            }
+            Ok((
+                Content::Path { path: dest, sha256 },
+                hex::encode(md5.finalize()),
+            ))
+        }
+        _ => {
+            let mut bytes = Vec::with_capacity(usize::try_from(size.min(SPILL_BYTES)).unwrap_or(0));
+            r.read_to_end(&mut bytes)?;
+            md5.update(&bytes);
+            Ok((
+                Content::Bytes(Arc::from(bytes)),
+                hex::encode(md5.finalize()),
+            ))
+        }
+    }
+}
+
+/// Sorted entries with every missing parent directory added (0755, root, mtime `sde`).
+fn finish(mut entries: BTreeMap<String, Entry>, sde: u64) -> Vec<Entry> {
+    let mut missing = Vec::new();
+    for path in entries.keys() {
+        let mut anc = path.as_str();
+        while let Some(i) = anc.rfind('/') {
+            anc = &anc[..i];
+            if !entries.contains_key(anc) {
+                missing.push(anc.to_string());
+            }
+        }
+    }
+    for p in missing {
+        let mut e = Entry::new(p.clone(), EntryKind::Dir, 0o755);
+        e.mtime = sde;
+        entries.entry(p).or_insert(e);
+    }
+    entries.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extractor(
+        lower: &[(&str, &str)],
+        own: &[(&str, &str)],
+    ) -> (ExtractOptions, HashMap<String, String>) {
+        let opts = ExtractOptions {
+            sde: 100,
+            lower_symlinks: lower
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            spill_dir: None,
+        };
+        let links = own
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        (opts, links)
+    }
+
+    fn resolve(
+        lower: &[(&str, &str)],
+        own: &[(&str, &str)],
+        rel: &str,
+        dir: bool,
+    ) -> Result<String, String> {
+        let (opts, links) = extractor(lower, own);
+        let x = Extractor {
+            opts: &opts,
+            entries: BTreeMap::new(),
+            links,
+            dpkg_paths: Vec::new(),
+            file_md5: Vec::new(),
+            copyright: None,
+            copyright_path: String::new(),
+        };
+        x.resolve(rel, dir)
+    }
+
+    #[test]
+    fn merged_usr_redirects() {
+        let usr = [
+            ("bin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+            ("sbin", "usr/sbin"),
+            ("usr/lib/alt", "/opt/alt"),
+            ("etc/loop", "loop2"),
+            ("etc/loop2", "loop"),
+        ];
+        let cases: &[(&str, bool, Result<&str, &str>)] = &[
+            ("bin/ls", false, Ok("usr/bin/ls")),
+            ("bin", true, Ok("usr/bin")),
+            ("bin", false, Ok("bin")),
+            (
+                "lib/x86_64-linux-gnu/libc.so.6",
+                false,
+                Ok("usr/lib/x86_64-linux-gnu/libc.so.6"),
+            ),
+            ("usr/bin/ls", false, Ok("usr/bin/ls")),
+            // A link reached through a redirect is followed too.
+            ("lib/alt/x", false, Ok("opt/alt/x")),
+            ("etc/loop/x", false, Err("too many symlinks")),
+        ];
+        for (rel, dir, want) in cases {
+            let got = resolve(&usr, &[], rel, *dir);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(&g, w, "{rel}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{rel}: {e}"),
+                (g, w) => panic!("{rel}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_links_refused() {
+        let cases: &[(&[(&str, &str)], &[(&str, &str)], &str, &str)] = &[
+            (
+                &[],
+                &[("etc/evil", "/")],
+                "etc/evil/x",
+                "which this package created",
+            ),
+            (
+                &[],
+                &[("etc/evil", "../../tmp")],
+                "etc/evil/x",
+                "which this package created",
+            ),
+            (
+                &[("etc/evil", "/")],
+                &[],
+                "etc/evil/x",
+                "points at the image root",
+            ),
+            (
+                &[("etc/evil", "../../../x")],
+                &[],
+                "etc/evil/x",
+                "leads out of the image root",
+            ),
+            (
+                &[("etc/self", "../etc")],
+                &[],
+                "etc/self/x",
+                "itself or one of its parents",
+            ),
+            (
+                &[("a/b", ".")],
+                &[],
+                "a/b/x",
+                "itself or one of its parents",
+            ),
+        ];
+        for (lower, own, rel, want) in cases {
+            let e = resolve(lower, own, rel, false).expect_err(rel);
+            assert!(e.contains(want), "{rel}: {e}");
+        }
+    }
+
+    #[test]
+    fn parents_added_and_sorted() {
+        let mut m = BTreeMap::new();
+        let mut e = Entry::new("usr/bin/x", EntryKind::Dir, 0o700);
+        e.mtime = 5;
+        m.insert(e.path.clone(), e);
+        let got = finish(m, 9);
+        let got: Vec<(&str, u32, u64)> = got
+            .iter()
+            .map(|e| (e.path.as_str(), e.mode, e.mtime))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("usr", 0o755, 9),
+                ("usr/bin", 0o755, 9),
+                ("usr/bin/x", 0o700, 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn spilled_files_are_content_addressed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = vec![7u8; usize::try_from(SPILL_BYTES).expect("fits")];
+        let (c, md5) =
+            read_file(&mut data.as_slice(), SPILL_BYTES, Some(dir.path())).expect("spills");
+        let Content::Path { path, sha256 } = c else {
+            panic!("not spilled")
+        };
+        assert_eq!(sha256, crate::digest::sha256_hex(&data));
+        assert_eq!(path, dir.path().join(&sha256));
+        assert_eq!(std::fs::read(&path).expect("read"), data);
+        assert_eq!(md5, hex::encode(Md5::digest(&data)));
+        // Small files stay in memory; a short read is an error, not a short file.
+        let (c, _) = read_file(&mut &b"hi"[..], 2, Some(dir.path())).expect("reads");
+        assert!(matches!(c, Content::Bytes(_)));
+        let e = read_file(&mut &data[..10], SPILL_BYTES, Some(dir.path())).expect_err("short");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // Only the one spilled file is in the directory (no temp files left).
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+}
