@@ -509,7 +509,8 @@ mod tests {
 
     #[test]
     fn hostile_links_refused() {
-        let cases: &[(&[(&str, &str)], &[(&str, &str)], &str, &str)] = &[
+        type Links<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Links, Links, &str, &str)] = &[
             (
                 &[],
                 &[("etc/evil", "/")],

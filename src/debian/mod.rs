@@ -2,4 +2,5 @@
 //! entries, the image fix-ups that replace maintainer scripts, and the SBOM.
 
 pub mod deb;
+pub mod dpkgdb;
 pub mod extract;
