@@ -245,8 +245,15 @@ impl Extractor<'_> {
         let kind = m
             .kind
             .into_entry_kind(|raw_target| {
-                let t = normalize_member_path(raw_target, true)?
-                    .ok_or_else(|| "is a hard link to the image root".to_string())?;
+                let outside = || {
+                    format!(
+                        "is a hard link to `{}`, outside the image root",
+                        raw_target.display()
+                    )
+                };
+                let t = normalize_member_path(raw_target, true)
+                    .map_err(|_| outside())?
+                    .ok_or_else(outside)?;
                 let t = self.resolve(&t, false)?;
                 match self.entries.get(&t).map(|e| &e.kind) {
                     Some(EntryKind::File { .. }) => Ok(t),
@@ -595,5 +602,136 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         // Only the one spilled file is in the directory (no temp files left).
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/debian/hostile")
+            .join(name)
+    }
+
+    fn opts(sde: u64) -> ExtractOptions {
+        ExtractOptions {
+            sde,
+            ..ExtractOptions::default()
+        }
+    }
+
+    #[test]
+    fn good_fixtures_in_every_compression() {
+        for (file, name, member) in [
+            ("good-xz_1.0-1_all.deb", "good-xz", "data.tar.xz"),
+            ("good-zst_1.0-1_amd64.deb", "good-zst", "data.tar.zst"),
+            ("good-gz_1.0-1_all.deb", "good-gz", "data.tar.gz"),
+            ("good-none_1.0-1_all.deb", "good-none", "data.tar"),
+            ("good-bz2_1.0-1_all.deb", "good-bz2", "data.tar.bz2"),
+        ] {
+            let p = package_entries(&fixture(file), &opts(1_600_000_000)).expect(file);
+            assert_eq!(p.name, name);
+            assert_eq!(p.version, "1.0-1");
+            assert_eq!(p.deb.data_member, member);
+            let bytes = std::fs::read(fixture(file)).expect("read");
+            assert_eq!(p.deb.sha256, crate::digest::sha256_hex(&bytes));
+            assert_eq!(p.deb.size, bytes.len() as u64);
+            assert_eq!(p.conffiles, [format!("/etc/{name}.conf")]);
+            let bin = format!("usr/bin/{name}");
+            let e = p.entry(&bin).expect("binary");
+            assert_eq!((e.mode, e.uid, e.uname.as_str()), (0o755, 0, "root"));
+            // Package mtimes (2023) are clamped to SOURCE_DATE_EPOCH (2020).
+            assert!(p.entries.iter().all(|e| e.mtime == 1_600_000_000), "{file}");
+            let alias = p.entry(&format!("{bin}-alias")).expect("alias");
+            assert!(matches!(&alias.kind, EntryKind::Hardlink { target } if *target == bin));
+            let link = p.entry(&format!("{bin}-link")).expect("link");
+            assert!(matches!(&link.kind, EntryKind::Symlink { target } if target == name));
+            let log = p.entry(&format!("var/log/{name}.log")).expect("log");
+            assert_eq!((log.mode, log.gid, log.gname.as_str()), (0o640, 4, "adm"));
+            assert!(p
+                .copyright
+                .as_deref()
+                .is_some_and(|c| c.contains("License: MIT")));
+            // dpkg's own md5sums match what was read.
+            let sums = p.md5sums();
+            for (path, md5) in &p.file_md5 {
+                assert!(sums.contains(&format!("{md5}  {path}\n")), "{file}: {path}");
+            }
+            assert_eq!(p.dpkg_paths[0], "/.");
+            assert!(p.dpkg_paths.contains(&format!("/{bin}")));
+        }
+    }
+
+    #[test]
+    fn mtimes_before_the_epoch_are_kept() {
+        let p = package_entries(&fixture("good-gz_1.0-1_all.deb"), &opts(u64::MAX)).expect("reads");
+        let e = p.entry("usr/bin/good-gz").expect("binary");
+        assert_eq!(e.mtime, 1_700_000_000);
+    }
+
+    #[test]
+    fn merged_usr_keeps_the_base_links() {
+        let mut o = opts(0);
+        o.lower_symlinks.insert("bin".into(), "usr/bin".into());
+        let p = package_entries(&fixture("good-zst_1.0-1_amd64.deb"), &o).expect("reads");
+        assert!(
+            p.entry("bin").is_none(),
+            "the base's bin link must not become a directory"
+        );
+        assert!(p.entry("usr/bin/good-zst-old").is_some());
+        assert!(p.dpkg_paths.iter().any(|d| d == "/bin/good-zst-old"));
+        // Without the base link the package's own /bin is a directory.
+        let p = package_entries(&fixture("good-zst_1.0-1_amd64.deb"), &opts(0)).expect("reads");
+        assert!(p.entry("bin").is_some_and(Entry::is_dir));
+        // A lower link pointing at the root is refused, naming the package.
+        let mut o = opts(0);
+        o.lower_symlinks.insert("usr".into(), "/".into());
+        let e = package_entries(&fixture("good-zst_1.0-1_amd64.deb"), &o).expect_err("refused");
+        assert!(e.to_string().contains("good-zst_1.0-1_amd64.deb"), "{e}");
+        assert!(e.message.contains("points at the image root"), "{e}");
+        // A package file may not replace a lower layer's link.
+        let mut o = opts(0);
+        o.lower_symlinks
+            .insert("etc/good-zst.conf".into(), "other".into());
+        let e = package_entries(&fixture("good-zst_1.0-1_amd64.deb"), &o).expect_err("refused");
+        assert!(
+            e.message
+                .contains("would replace the symlink `/etc/good-zst.conf`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_fixtures_refused() {
+        let spill = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            (
+                "hostile-dotdot_1.0-1_all.deb",
+                "climbs out of the image root with `..`",
+            ),
+            ("hostile-absolute_1.0-1_all.deb", "has an absolute path"),
+            (
+                "hostile-symlink_1.0-1_all.deb",
+                "writes through the symlink `/etc/evil` -> /, which this package created",
+            ),
+            (
+                "hostile-hardlink_1.0-1_all.deb",
+                "is a hard link to `../etc/shadow`, outside the image root",
+            ),
+            (
+                "hostile-truncated_1.0-1_all.deb",
+                "truncated member `data.tar.xz`",
+            ),
+            ("hostile-lz4_1.0-1_all.deb", "unknown compression `.lz4`"),
+            ("hostile-notar_1.0-1_all.deb", "bad ar magic"),
+            ("hostile-version_1.0-1_all.deb", "format `3.0`"),
+        ];
+        for (file, want) in cases {
+            let mut o = opts(0);
+            o.spill_dir = Some(spill.path().to_path_buf());
+            let e = package_entries(&fixture(file), &o).expect_err(file);
+            let shown = e.to_string();
+            assert!(shown.contains(file), "{file}: {shown}");
+            assert!(shown.contains(want), "{file}: {shown}");
+            assert!(shown.contains("hint:"), "{file}: {shown}");
+        }
+        assert_eq!(std::fs::read_dir(spill.path()).expect("ls").count(), 0);
     }
 }

@@ -4,3 +4,4 @@
 pub mod deb;
 pub mod dpkgdb;
 pub mod extract;
+pub mod sbom;
