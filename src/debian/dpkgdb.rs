@@ -202,6 +202,9 @@ pub fn dpkg_db_entries(pkgs: &[ExtractedPackage], native_arch: &str, sde: u64) -
         dir("var/lib", sde),
         dir("var/lib/dpkg", sde),
         dir("var/lib/dpkg/info", sde),
+        // The multiarch database layout (`PKG:ARCH.list` names); without it dpkg reads
+        // `info/` in the old single-arch layout.
+        file("var/lib/dpkg/info/format", b"1\n".to_vec(), 0o644, sde),
         file(
             "var/lib/dpkg/status",
             render_status(pkgs).into_bytes(),

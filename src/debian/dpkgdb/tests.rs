@@ -116,6 +116,7 @@ fn database_files() {
             "var/lib/dpkg/info/base-files.conffiles",
             "var/lib/dpkg/info/base-files.list",
             "var/lib/dpkg/info/base-files.md5sums",
+            "var/lib/dpkg/info/format",
             "var/lib/dpkg/info/zlib1g:arm64.list",
             "var/lib/dpkg/info/zlib1g:arm64.md5sums",
             "var/lib/dpkg/info/zlib1g:arm64.postinst",

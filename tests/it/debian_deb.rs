@@ -1,0 +1,311 @@
+//! The Debian package reader against independent tools: packages built by `dpkg-deb`
+//! (every compression it writes) are extracted by strata into a layer tar, unpacked by GNU
+//! tar and compared with `dpkg-deb -x`; the dpkg database strata writes is read by
+//! `dpkg-query` and `update-alternatives`; the fixture script reproduces its outputs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use strata::debian::dpkgdb::{accounts_entries, alternatives_entries, dpkg_db_entries};
+use strata::debian::extract::{package_entries, ExtractOptions, ExtractedPackage};
+use strata::layer::{write_tar, Content, Entry, EntryKind};
+
+use crate::*;
+
+fn fixtures() -> PathBuf {
+    repo().join("fixtures/debian/hostile")
+}
+
+#[test]
+fn fixture_script_reproduces_the_checked_in_debs() {
+    if !require("python3") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let out = sb.path("debs");
+    run_ok(
+        Command::new("python3")
+            .arg(fixtures().join("make-hostile.py"))
+            .arg(&out),
+    );
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".deb"))
+            .collect();
+        v.sort();
+        v
+    };
+    let made = names(&out);
+    assert_eq!(made, names(&fixtures()));
+    assert!(made.len() >= 10, "{made:?}");
+    for n in made {
+        assert!(
+            fs::read(out.join(&n)).expect("read") == fs::read(fixtures().join(&n)).expect("read"),
+            "{n} differs from what make-hostile.py writes; run it and commit the result"
+        );
+    }
+}
+
+/// A small package tree for dpkg-deb: files, a hard link, a symlink, a setuid binary, an
+/// odd owner, a file large enough to be spilled to disk, and maintainer files.
+fn package_tree(root: &Path, name: &str) {
+    let w = |rel: &str, bytes: &[u8], mode: u32| {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(&p, bytes).expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    w(
+        "DEBIAN/control",
+        format!("Package: {name}\nVersion: 2:1.2-3\nArchitecture: all\nMaintainer: T <t@example.org>\nSection: misc\nPriority: optional\nDescription: test\n a test package\n").as_bytes(),
+        0o644,
+    );
+    w(
+        "DEBIAN/conffiles",
+        format!("/etc/{name}.conf\n").as_bytes(),
+        0o644,
+    );
+    w("DEBIAN/postinst", b"#!/bin/sh\nset -e\n", 0o755);
+    w(&format!("etc/{name}.conf"), b"key = value\n", 0o644);
+    w(&format!("usr/bin/{name}"), b"#!/bin/sh\necho hi\n", 0o755);
+    w(&format!("usr/sbin/{name}-suid"), b"suid\n", 0o4755);
+    w(&format!("usr/lib/{name}/private"), b"secret\n", 0o600);
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    w(&format!("usr/share/{name}/big.bin"), &big, 0o644);
+    fs::hard_link(
+        root.join(format!("usr/bin/{name}")),
+        root.join(format!("usr/bin/{name}-again")),
+    )
+    .expect("hard link");
+    std::os::unix::fs::symlink(name, root.join(format!("usr/bin/{name}-sym"))).expect("symlink");
+    std::os::unix::fs::symlink(
+        format!("/etc/{name}.conf"),
+        root.join(format!("usr/share/{name}/conf")),
+    )
+    .expect("symlink");
+    fs::create_dir_all(root.join("var/empty")).expect("mkdir");
+    fs::set_permissions(root.join("var/empty"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+}
+
+/// What a tree holds: path → (kind, mode, content or link target), plus hard-link groups.
+fn snapshot(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>, u64)> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.expect("walk");
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .expect("below root")
+            .to_string_lossy()
+            .into_owned();
+        let m = fs::symlink_metadata(e.path()).expect("stat");
+        let (kind, data) = if m.file_type().is_symlink() {
+            (
+                'l',
+                fs::read_link(e.path())
+                    .expect("readlink")
+                    .to_string_lossy()
+                    .into_owned()
+                    .into_bytes(),
+            )
+        } else if m.is_dir() {
+            ('d', Vec::new())
+        } else {
+            ('f', fs::read(e.path()).expect("read"))
+        };
+        let mode = if kind == 'l' { 0 } else { m.mode() & 0o7777 };
+        out.insert(rel, (kind, mode, data, m.nlink() * u64::from(kind == 'f')));
+    }
+    out
+}
+
+fn write_layer(entries: &[Entry], path: &Path) {
+    let mut f = fs::File::create(path).expect("create");
+    write_tar(entries, &mut f).expect("write tar");
+}
+
+#[test]
+fn dpkg_deb_packages_extract_like_dpkg() {
+    if !require("dpkg-deb") || !require("tar") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let tree = sb.path("tree");
+    package_tree(&tree, "demo");
+    for z in ["xz", "zstd", "gzip", "none"] {
+        let deb = sb.path(&format!("demo-{z}.deb"));
+        run_ok(
+            Command::new("dpkg-deb")
+                .args(["--root-owner-group", "-Z", z, "--build"])
+                .arg(&tree)
+                .arg(&deb),
+        );
+        let spill = sb.path(&format!("spill-{z}"));
+        fs::create_dir_all(&spill).expect("mkdir");
+        let opts = ExtractOptions {
+            sde: 1_000_000,
+            spill_dir: Some(spill.clone()),
+            ..ExtractOptions::default()
+        };
+        let pkg = package_entries(&deb, &opts).unwrap_or_else(|e| panic!("{z}: {e}"));
+        assert_eq!(
+            (pkg.name.as_str(), pkg.version.as_str()),
+            ("demo", "2:1.2-3")
+        );
+        // The large file went to the spill directory, named by its digest.
+        let big = pkg.entry("usr/share/demo/big.bin").expect("big");
+        match &big.kind {
+            EntryKind::File {
+                content: Content::Path { path, sha256 },
+                ..
+            } => {
+                assert_eq!(path, &spill.join(sha256));
+            }
+            other => panic!("{z}: big.bin not spilled: {other:?}"),
+        }
+        let again = pkg.entry("usr/bin/demo-again").expect("hard link");
+        assert!(matches!(&again.kind, EntryKind::Hardlink { target } if target == "usr/bin/demo"));
+
+        let layer = sb.path(&format!("layer-{z}.tar"));
+        write_layer(&pkg.entries, &layer);
+        let ours = sb.path(&format!("ours-{z}"));
+        let theirs = sb.path(&format!("theirs-{z}"));
+        fs::create_dir_all(&ours).expect("mkdir");
+        run_ok(
+            Command::new("tar")
+                .args(["-xpf"])
+                .arg(&layer)
+                .arg("-C")
+                .arg(&ours),
+        );
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&theirs));
+        let (a, b) = (snapshot(&ours), snapshot(&theirs));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{z}: paths differ"
+        );
+        for (k, va) in &a {
+            assert_eq!(Some(va), b.get(k), "{z}: {k} differs");
+        }
+        // Owners and mtimes as GNU tar lists them: root/root, clamped to the epoch.
+        let listing = run_ok(
+            Command::new("tar")
+                .env("TZ", "UTC")
+                .args(["--numeric-owner", "--full-time", "-tvf"])
+                .arg(&layer),
+        );
+        let listing = stdout(&listing);
+        assert!(
+            listing
+                .lines()
+                .all(|l| l.contains(" 0/0 ") && l.contains("1970-01-12 13:46:40")),
+            "{listing}"
+        );
+    }
+}
+
+/// The fixture packages' dpkg database, written into a directory, as `dpkg-query` and
+/// `update-alternatives` read it.
+#[test]
+fn dpkg_query_reads_the_generated_database() {
+    if !require("dpkg-query") || !require("update-alternatives") {
+        return;
+    }
+    let opts = ExtractOptions::default();
+    let pkgs: Vec<ExtractedPackage> = [
+        "good-xz_1.0-1_all.deb",
+        "good-zst_1.0-1_amd64.deb",
+        "good-gz_1.0-1_all.deb",
+    ]
+    .iter()
+    .map(|f| package_entries(&fixtures().join(f), &opts).expect(f))
+    .collect();
+    let sb = Sandbox::new();
+    let root = sb.path("root");
+    let mut entries = dpkg_db_entries(&pkgs, "amd64", 0);
+    entries.extend(alternatives_entries(&pkgs, 0));
+    entries.extend(accounts_entries(&pkgs, None, 0).expect("accounts"));
+    // The layer as a tar, unpacked: what a container would see.
+    let mut seen = std::collections::BTreeSet::new();
+    entries.retain(|e| seen.insert(e.path.clone()));
+    let layer = sb.path("db.tar");
+    write_layer(&entries, &layer);
+    fs::create_dir_all(&root).expect("mkdir");
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&root),
+    );
+    let admin = root.join("var/lib/dpkg");
+
+    let o = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admin.display()))
+            .args([
+                "-W",
+                "-f",
+                "${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n",
+            ]),
+    );
+    assert_eq!(
+        stdout(&o),
+        "good-gz 1.0-1 all ii \ngood-xz 1.0-1 all ii \ngood-zst 1.0-1 amd64 ii \n"
+    );
+    let o = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admin.display()))
+            .args(["-L", "good-zst:amd64"]),
+    );
+    let files = stdout(&o);
+    assert!(files.lines().any(|l| l == "/usr/bin/good-zst"), "{files}");
+    assert!(files.lines().any(|l| l == "/bin/good-zst-old"), "{files}");
+    let o = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admin.display()))
+            .args(["-W", "-f", "${Conffiles}\n", "good-xz"]),
+    );
+    let conf = stdout(&o);
+    let md5 = md5_of(b"# good-xz configuration\n");
+    assert!(conf.contains(&format!("/etc/good-xz.conf {md5}")), "{conf}");
+    // dpkg's own consistency check finds nothing to complain about.
+    let o = run_ok(
+        Command::new("dpkg")
+            .arg(format!("--admindir={}", admin.display()))
+            .arg("--audit"),
+    );
+    assert_eq!(stdout(&o), "");
+
+    // update-alternatives reads the records strata wrote for the jinfo and postinst.
+    for (name, value) in [
+        ("java", "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"),
+        ("good-tool", "/usr/bin/good-zst"),
+    ] {
+        let o = run_ok(
+            Command::new("update-alternatives")
+                .arg("--admindir")
+                .arg(admin.join("alternatives"))
+                .arg("--altdir")
+                .arg(root.join("etc/alternatives"))
+                .args(["--query", name]),
+        );
+        let q = stdout(&o);
+        assert!(q.contains(&format!("Value: {value}")), "{name}: {q}");
+        assert!(q.contains("Status: auto"), "{name}: {q}");
+    }
+    assert_eq!(
+        fs::read_link(root.join("usr/bin/java")).expect("link"),
+        Path::new("/etc/alternatives/java")
+    );
+}
+
+fn md5_of(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
