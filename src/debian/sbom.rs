@@ -391,4 +391,55 @@ mod tests {
         );
         assert_eq!(supplier(None), "NOASSERTION");
     }
+
+    #[test]
+    fn document_from_fixture_packages() {
+        use crate::debian::extract::{package_entries, ExtractOptions};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/debian/hostile");
+        let read = |f: &str| package_entries(&dir.join(f), &ExtractOptions::default()).expect(f);
+        let (zst, xz) = (
+            read("good-zst_1.0-1_amd64.deb"),
+            read("good-xz_1.0-1_all.deb"),
+        );
+        let doc = spdx_document(
+            "demo",
+            &[zst.clone(), xz.clone()],
+            Some("debian-12"),
+            1_700_000_000,
+        );
+        // Same packages in another order: the same bytes.
+        assert_eq!(
+            spdx_json(
+                "demo",
+                &[xz.clone(), zst.clone()],
+                Some("debian-12"),
+                1_700_000_000
+            ),
+            {
+                let mut v = serde_json::to_vec_pretty(&doc).expect("json");
+                v.push(b'\n');
+                v
+            }
+        );
+        assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+        assert_eq!(doc["creationInfo"]["created"], "2023-11-14T22:13:20Z");
+        let ns = doc["documentNamespace"].as_str().expect("namespace");
+        assert!(ns.starts_with("urn:strata:spdx:demo:sha256:"), "{ns}");
+        let pkgs = doc["packages"].as_array().expect("packages");
+        let names: Vec<&str> = pkgs.iter().filter_map(|p| p["name"].as_str()).collect();
+        assert_eq!(names, ["good-xz", "good-zst"]);
+        let z = &pkgs[1];
+        assert_eq!(z["versionInfo"], "1.0-1");
+        assert_eq!(z["licenseDeclared"], "GPL-2.0-or-later AND MIT");
+        assert_eq!(z["sourceInfo"], "built package from: good-src 1.0-0");
+        assert_eq!(z["checksums"][0]["checksumValue"], zst.deb.sha256.as_str());
+        assert_eq!(
+            z["externalRefs"][0]["referenceLocator"],
+            "pkg:deb/debian/good-zst@1.0-1?arch=amd64&distro=debian-12&upstream=good-src"
+        );
+        assert_eq!(doc["relationships"].as_array().map(Vec::len), Some(2));
+        // Another package set: another namespace.
+        let other = spdx_document("demo", &[xz], Some("debian-12"), 1_700_000_000);
+        assert_ne!(other["documentNamespace"], doc["documentNamespace"]);
+    }
 }

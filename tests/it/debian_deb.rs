@@ -309,3 +309,227 @@ fn md5_of(bytes: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(bytes))
 }
+
+/// Real packages of this Debian release, downloaded into apt's cache by `.ci/run`
+/// (`apt-get install --reinstall --download-only`).
+fn archive_debs(names: &[&str]) -> Option<Vec<PathBuf>> {
+    let dir = Path::new("/var/cache/apt/archives");
+    let mut out = Vec::new();
+    for name in names {
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}_")) && n.ends_with(".deb"))
+            })
+            .collect();
+        found.sort();
+        match found.pop() {
+            Some(p) => out.push(p),
+            None if std::env::var_os("STRATA_SKIP_TOOL_TESTS").is_some() => {
+                eprintln!("SKIPPED: {name}_*.deb not in {} and STRATA_SKIP_TOOL_TESTS is set", dir.display());
+                return None;
+            }
+            None => panic!(
+                "{name}_*.deb is not in {}; hint: run `apt-get install --reinstall --download-only {}` (as .ci/run does)",
+                dir.display(),
+                names.join(" ")
+            ),
+        }
+    }
+    Some(out)
+}
+
+fn compare_with_dpkg_deb(sb: &Sandbox, pkg: &ExtractedPackage, tag: &str) {
+    let layer = sb.path(&format!("{tag}.tar"));
+    write_layer(&pkg.entries, &layer);
+    let ours = sb.path(&format!("{tag}-ours"));
+    let theirs = sb.path(&format!("{tag}-theirs"));
+    fs::create_dir_all(&ours).expect("mkdir");
+    run_ok(
+        Command::new("tar")
+            .arg("-xpf")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&ours),
+    );
+    run_ok(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&pkg.deb.path)
+            .arg(&theirs),
+    );
+    let (a, b) = (snapshot(&ours), snapshot(&theirs));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{tag}: paths differ"
+    );
+    for (k, va) in &a {
+        assert_eq!(Some(va), b.get(k), "{tag}: {k} differs");
+    }
+}
+
+#[test]
+fn real_debian_packages() {
+    if !require("dpkg-deb") || !require("update-ca-certificates") || !require("openssl") {
+        return;
+    }
+    let names = ["base-passwd", "ca-certificates", "coreutils", "mawk"];
+    let Some(debs) = archive_debs(&names) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let opts = ExtractOptions::default();
+    let pkgs: Vec<ExtractedPackage> = debs
+        .iter()
+        .map(|d| package_entries(d, &opts).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    for (p, name) in pkgs.iter().zip(names) {
+        assert_eq!(p.name, name);
+        compare_with_dpkg_deb(&sb, p, name);
+    }
+
+    // Merged /usr: over a base with `bin -> usr/bin`, coreutils' /bin/* land in usr/bin.
+    let merged = ExtractOptions {
+        lower_symlinks: [("bin".to_string(), "usr/bin".to_string())].into(),
+        ..ExtractOptions::default()
+    };
+    let core = package_entries(&debs[2], &merged).expect("coreutils");
+    assert!(core.entry("bin").is_none());
+    assert!(core.entry("usr/bin/ls").is_some());
+    assert!(core.dpkg_paths.iter().any(|p| p == "/bin/ls"));
+
+    // base-passwd's masters become etc/passwd and etc/group.
+    let accounts = accounts_entries(&pkgs, None, 0).expect("accounts");
+    let theirs = sb.path("base-passwd-theirs");
+    let text = |entries: &[Entry], path: &str| -> Vec<u8> {
+        match &entries.iter().find(|e| e.path == path).expect(path).kind {
+            EntryKind::File { content, .. } => {
+                strata::debian::extract::read_content(content).expect("read")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    };
+    assert_eq!(
+        text(&accounts, "etc/passwd"),
+        fs::read(theirs.join("usr/share/base-passwd/passwd.master")).expect("master")
+    );
+
+    // mawk's postinst registers awk; the links are what update-alternatives makes.
+    let alts = alternatives_entries(&pkgs, 0);
+    let link = |path: &str| {
+        alts.iter().find_map(|e| match &e.kind {
+            EntryKind::Symlink { target } if e.path == path => Some(target.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        link("usr/bin/awk").as_deref(),
+        Some("/etc/alternatives/awk")
+    );
+    assert_eq!(
+        link("etc/alternatives/awk").as_deref(),
+        Some("/usr/bin/mawk")
+    );
+
+    // The CA bundle: the same bytes update-ca-certificates makes from the same
+    // certificates, selected the way the postinst does (`find | sort`).
+    let ca = strata::debian::dpkgdb::ca_entries(&pkgs, 0);
+    let certs = sb.path("ca-certificates-theirs/usr/share/ca-certificates");
+    let listed = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f -name '*.crt' | sed -e 's/^\\.\\///' | LC_ALL=C sort")
+            .current_dir(&certs),
+    );
+    let listed = stdout(&listed);
+    assert!(listed.lines().count() > 100, "{listed}");
+    let conf = String::from_utf8(text(&ca, "etc/ca-certificates.conf")).expect("utf8");
+    let ours_listed: String = conf
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(ours_listed, listed);
+    let etc = sb.path("etc-ssl-certs");
+    let hooks = sb.path("hooks");
+    fs::create_dir_all(&etc).expect("mkdir");
+    fs::create_dir_all(&hooks).expect("mkdir");
+    let conf_file = sb.path("ca-certificates.conf");
+    fs::write(&conf_file, &conf).expect("write");
+    run_ok(
+        Command::new("update-ca-certificates")
+            .arg("--certsconf")
+            .arg(&conf_file)
+            .arg("--certsdir")
+            .arg(&certs)
+            .arg("--localcertsdir")
+            .arg(sb.path("no-local-certs"))
+            .arg("--etccertsdir")
+            .arg(&etc)
+            .arg("--hooksdir")
+            .arg(&hooks),
+    );
+    assert!(
+        text(&ca, "etc/ssl/certs/ca-certificates.crt")
+            == fs::read(etc.join("ca-certificates.crt")).expect("bundle"),
+        "the CA bundle differs from update-ca-certificates'"
+    );
+    // Every .pem link it made has the same name in ours.
+    for e in fs::read_dir(&etc).expect("ls").flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".pem")
+            && e.path()
+                .symlink_metadata()
+                .expect("stat")
+                .file_type()
+                .is_symlink()
+            && fs::read_link(e.path()).expect("link").starts_with(&certs)
+        {
+            assert!(
+                ca.iter().any(|x| x.path == format!("etc/ssl/certs/{n}")),
+                "{n}"
+            );
+        }
+    }
+
+    // dpkg-query sees all four as installed.
+    let root = sb.path("db");
+    let db = dpkg_db_entries(&pkgs, "amd64", 0);
+    let layer = sb.path("db.tar");
+    write_layer(&db, &layer);
+    fs::create_dir_all(&root).expect("mkdir");
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&layer)
+            .arg("-C")
+            .arg(&root),
+    );
+    let o = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\n"]),
+    );
+    assert_eq!(
+        stdout(&o),
+        "base-passwd ii \nca-certificates ii \ncoreutils ii \nmawk ii \n"
+    );
+    let o = run_ok(
+        Command::new("dpkg")
+            .arg(format!(
+                "--admindir={}",
+                root.join("var/lib/dpkg").display()
+            ))
+            .arg("--audit"),
+    );
+    assert_eq!(stdout(&o), "");
+}
