@@ -148,6 +148,45 @@ pub fn render_status(pkgs: &[ExtractedPackage]) -> String {
     paragraphs.join("\n")
 }
 
+/// A base image's status file with `pkgs` installed over it: the base's paragraphs for
+/// other packages are kept byte for byte, a base paragraph for the same package name and
+/// architecture is replaced, and all are sorted by name then architecture.
+pub fn merge_status(base: &str, pkgs: &[ExtractedPackage]) -> String {
+    let ours: BTreeSet<(&str, &str)> = pkgs
+        .iter()
+        .map(|p| (p.name.as_str(), p.arch.as_str()))
+        .collect();
+    let mut paragraphs: Vec<((String, String), String)> = Vec::new();
+    for para in base.split("\n\n") {
+        let para = para.trim_matches('\n');
+        if para.trim().is_empty() {
+            continue;
+        }
+        let value = |name: &str| {
+            para.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let key = (value("Package"), value("Architecture"));
+        if !ours.contains(&(key.0.as_str(), key.1.as_str())) {
+            paragraphs.push((key, format!("{para}\n")));
+        }
+    }
+    for p in pkgs {
+        paragraphs.push((
+            (p.name.clone(), p.arch.clone()),
+            status_paragraph(&p.deb.fields, &conffile_sums(p)),
+        ));
+    }
+    paragraphs.sort_by(|a, b| a.0.cmp(&b.0));
+    paragraphs
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// dpkg's name for a package's files in `info/`: `PKG` or `PKG:ARCH` for `Multi-Arch: same`.
 pub fn info_name(pkg: &ExtractedPackage) -> String {
     if pkg

@@ -732,6 +732,11 @@ mod tests {
             assert!(shown.contains(want), "{file}: {shown}");
             assert!(shown.contains("hint:"), "{file}: {shown}");
         }
+        // Nothing was written: not in the spill directory, not where the members aimed.
         assert_eq!(std::fs::read_dir(spill.path()).expect("ls").count(), 0);
+        for aim in ["dotdot", "absolute", "symlink"] {
+            let p = std::env::temp_dir().join(format!("strata-hostile-{aim}"));
+            assert!(!p.exists(), "{}", p.display());
+        }
     }
 }

@@ -340,3 +340,23 @@ fn alternative_links_pick_the_highest_priority() {
         .any(|e| e.path == "etc/alternatives" && e.is_dir()));
     assert!(got.iter().all(|e| e.mtime == 3));
 }
+
+#[test]
+fn status_over_a_base_image() {
+    let base = "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:1.2.11\n\nPackage: apt\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.6\n\n";
+    let newer = pkg(
+        "Package: zlib1g\nVersion: 1:1.2.13\nArchitecture: amd64\n",
+        &[],
+        &[],
+    );
+    let other_arch = pkg(
+        "Package: zlib1g\nVersion: 1:1.2.13\nArchitecture: arm64\nMulti-Arch: same\n",
+        &[],
+        &[],
+    );
+    assert_eq!(
+        merge_status(base, &[newer, other_arch]),
+        "Package: apt\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.6\n\nPackage: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:1.2.13\n\nPackage: zlib1g\nStatus: install ok installed\nArchitecture: arm64\nMulti-Arch: same\nVersion: 1:1.2.13\n"
+    );
+    assert_eq!(merge_status("", &[]), "");
+}
