@@ -264,7 +264,11 @@ impl Extractor<'_> {
             })
             .map_err(hostile)?;
         if let EntryKind::Symlink { target } = &kind {
-            self.links.insert(path.clone(), target.clone());
+            // Re-shipping a lower layer's link (base-files' `bin -> usr/bin` in newer
+            // releases) keeps it a lower link, followed like before.
+            if !self.opts.lower_symlinks.contains_key(&path) {
+                self.links.insert(path.clone(), target.clone());
+            }
         } else {
             self.links.remove(&path);
         }
@@ -279,7 +283,17 @@ impl Extractor<'_> {
         if !is_dir {
             // A non-directory replaces whatever was at its path, including below it.
             let below = format!("{path}/");
-            self.entries.retain(|p, _| !p.starts_with(&below));
+            let doomed: Vec<String> = self
+                .entries
+                .range(below.clone()..)
+                .map(|(p, _)| p)
+                .take_while(|p| p.starts_with(&below))
+                .cloned()
+                .collect();
+            for p in doomed {
+                self.entries.remove(&p);
+                self.links.remove(&p);
+            }
         }
         let entry = Entry {
             path: path.clone(),
@@ -738,5 +752,82 @@ mod tests {
             let p = std::env::temp_dir().join(format!("strata-hostile-{aim}"));
             assert!(!p.exists(), "{}", p.display());
         }
+    }
+
+    fn member(path: &str, kind: MemberKind) -> crate::layer::tarin::TarMember {
+        crate::layer::tarin::TarMember {
+            raw_path: PathBuf::from(path),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            uname: "root".into(),
+            gname: "root".into(),
+            mtime: 0,
+        }
+    }
+
+    fn file_member(path: &str) -> crate::layer::tarin::TarMember {
+        member(
+            path,
+            MemberKind::File {
+                content: Content::Bytes(Arc::from(&b"x"[..])),
+                size: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn members_in_order() {
+        let (opts, _) = extractor(&[("bin", "usr/bin")], &[]);
+        let mut x = Extractor {
+            opts: &opts,
+            entries: BTreeMap::new(),
+            links: HashMap::new(),
+            dpkg_paths: Vec::new(),
+            file_md5: Vec::new(),
+            copyright: None,
+            copyright_path: String::new(),
+        };
+        let md5 = || Some("m".to_string());
+        // Re-shipping the base's own link is allowed and it stays a redirect.
+        let link = MemberKind::Symlink {
+            target: "usr/bin".into(),
+        };
+        x.add(member("./bin", link), None).expect("same link");
+        x.add(file_member("./bin/sh"), md5())
+            .expect("through the base link");
+        assert!(x.entries.contains_key("usr/bin/sh"));
+        // A different link over the base's is refused.
+        let other = MemberKind::Symlink {
+            target: "/opt".into(),
+        };
+        let e = x.add(member("./bin", other), None).expect_err("replaces");
+        assert!(
+            e.message.contains("would replace the symlink `/bin`"),
+            "{}",
+            e.message
+        );
+        // A file replacing a directory drops what was below it.
+        x.add(member("./opt/d/", MemberKind::Dir), None)
+            .expect("dir");
+        x.add(file_member("./opt/d/f"), md5()).expect("file");
+        x.add(file_member("./opt/d"), md5()).expect("file over dir");
+        assert!(!x.entries.contains_key("opt/d/f"));
+        assert!(matches!(
+            x.entries.get("opt/d").map(|e| &e.kind),
+            Some(EntryKind::File { .. })
+        ));
+        // A hard link to something that is not an earlier file is refused.
+        let hl = MemberKind::Hardlink {
+            raw_target: PathBuf::from("./opt/missing"),
+        };
+        let e = x.add(member("./opt/h", hl), None).expect_err("dangling");
+        assert!(
+            e.message.contains("not a file earlier in this package"),
+            "{}",
+            e.message
+        );
+        assert_eq!(x.dpkg_paths.first().map(String::as_str), Some("/bin"));
     }
 }
