@@ -533,3 +533,141 @@ fn real_debian_packages() {
     );
     assert_eq!(stdout(&o), "");
 }
+
+/// Writes a one-platform OCI layout at `dir` (tag `latest`) with `layers` in order.
+fn write_oci_layout(dir: &Path, layers: &[Vec<Entry>]) {
+    use strata::layer::{write_layer, Compression};
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("mkdir");
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = strata::digest::sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).expect("write blob");
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for entries in layers {
+        let (blob, d) = write_layer(entries, Compression::Gzip, Vec::new()).expect("layer");
+        put(&blob);
+        descs.push(serde_json::json!({
+            "mediaType": Compression::Gzip.media_type(),
+            "digest": d.digest,
+            "size": d.size,
+        }));
+        diff_ids.push(d.diff_id);
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let (cd, cs) = put(&serde_json::to_vec(&config).expect("json"));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs,
+    });
+    let (md, ms) = put(&serde_json::to_vec(&manifest).expect("json"));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md,
+            "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+}
+
+/// A merged-/usr base layer, then two packages, then the fix-ups, unpacked by umoci: the
+/// base's `bin -> usr/bin` link survives, the alternatives chain resolves inside the
+/// rootfs, and dpkg-query reads the database there.
+#[test]
+fn umoci_unpacks_packages_over_a_merged_usr_base() {
+    if !require("umoci") || !require("dpkg-query") {
+        return;
+    }
+    let mut base = vec![
+        Entry::new("usr", EntryKind::Dir, 0o755),
+        Entry::new("usr/bin", EntryKind::Dir, 0o755),
+        Entry::new(
+            "bin",
+            EntryKind::Symlink {
+                target: "usr/bin".into(),
+            },
+            0o777,
+        ),
+    ];
+    base.sort_by(|a, b| a.path.cmp(&b.path));
+    let opts = ExtractOptions {
+        sde: 1_600_000_000,
+        lower_symlinks: strata::debian::symlinks_of(&base),
+        spill_dir: None,
+    };
+    let pkgs: Vec<ExtractedPackage> = ["good-zst_1.0-1_amd64.deb", "good-xz_1.0-1_all.deb"]
+        .iter()
+        .map(|f| package_entries(&fixtures().join(f), &opts).expect(f))
+        .collect();
+    let fixups =
+        strata::debian::fixup_entries(&pkgs, None, "amd64", 1_600_000_000).expect("fix-ups");
+    let sb = Sandbox::new();
+    let layout = sb.path("layout");
+    write_oci_layout(
+        &layout,
+        &[
+            base,
+            pkgs[0].entries.clone(),
+            pkgs[1].entries.clone(),
+            fixups,
+        ],
+    );
+    let bundle = sb.path("bundle");
+    run_ok(
+        Command::new("umoci")
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:latest", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        fs::read_link(rootfs.join("bin")).expect("bin link"),
+        Path::new("usr/bin")
+    );
+    assert_eq!(
+        fs::read(rootfs.join("usr/bin/good-zst-old")).expect("moved below usr"),
+        b"#!/bin/sh\n"
+    );
+    // /usr/bin/java -> /etc/alternatives/java -> the JDK's binary, resolved in the rootfs.
+    let mut p = PathBuf::from("/usr/bin/java");
+    for _ in 0..3 {
+        match fs::read_link(rootfs.join(p.strip_prefix("/").expect("absolute"))) {
+            Ok(t) => p = t,
+            Err(_) => break,
+        }
+    }
+    assert_eq!(p, Path::new("/usr/lib/jvm/java-17-openjdk-amd64/bin/java"));
+    assert_eq!(
+        fs::read(rootfs.join("usr/lib/jvm/java-17-openjdk-amd64/bin/java")).expect("java"),
+        b"#!/bin/sh\necho java\n"
+    );
+    let log = fs::metadata(rootfs.join("var/log/good-xz.log")).expect("log");
+    assert_eq!((log.mode() & 0o7777, log.gid()), (0o640, 4));
+    let o = run_ok(
+        Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                rootfs.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\n"]),
+    );
+    assert_eq!(stdout(&o), "good-xz ii \ngood-zst ii \n");
+}
