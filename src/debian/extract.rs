@@ -13,7 +13,7 @@
 //! - Memory: the data archive is streamed; files of [`SPILL_BYTES`] or more go to
 //!   `spill_dir` (named by their sha256, written to a temp file and renamed) when one is set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +39,10 @@ pub struct ExtractOptions {
     /// Symlinks already in the image below this package (base image, earlier packages):
     /// image path (no leading `/`) → link target. See [`symlinks_of`].
     pub lower_symlinks: BTreeMap<String, String>,
+    /// Directories already in the image below this package. See [`dirs_of`]. A package
+    /// symlink there is skipped (dpkg never replaces a directory with a symlink, and in a
+    /// layer the link would hide the directory's contents); a file there is an error.
+    pub lower_dirs: BTreeSet<String>,
     /// Where large file contents are kept (content-addressed); `None` keeps them in memory.
     pub spill_dir: Option<PathBuf>,
 }
@@ -98,6 +102,15 @@ pub fn symlinks_of(entries: &[Entry]) -> BTreeMap<String, String> {
             EntryKind::Symlink { target } => Some((e.path.clone(), target.clone())),
             _ => None,
         })
+        .collect()
+}
+
+/// The directories among `entries`, for [`ExtractOptions::lower_dirs`].
+pub fn dirs_of(entries: &[Entry]) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter(|e| e.is_dir())
+        .map(|e| e.path.clone())
         .collect()
 }
 
@@ -241,6 +254,15 @@ impl Extractor<'_> {
                     "would replace the symlink `/{path}` -> {target} of a lower layer"
                 )));
             }
+        }
+        if !is_dir && self.opts.lower_dirs.contains(&path) {
+            if matches!(m.kind, MemberKind::Symlink { .. }) {
+                return Ok(());
+            }
+            return Err(Problem::new(
+                format!("member `{raw}` would replace the directory `/{path}` of a lower layer with a file"),
+                "two packages (or the base image and a package) disagree about this path; leave one of them out",
+            ));
         }
         let kind = m
             .kind
@@ -465,6 +487,7 @@ mod tests {
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
+            lower_dirs: BTreeSet::new(),
             spill_dir: None,
         };
         let links = own
@@ -829,5 +852,35 @@ mod tests {
             e.message
         );
         assert_eq!(x.dpkg_paths.first().map(String::as_str), Some("/bin"));
+    }
+
+    #[test]
+    fn lower_directories_are_not_replaced() {
+        let (mut opts, _) = extractor(&[], &[]);
+        opts.lower_dirs.insert("usr/lib/x".into());
+        let mut x = Extractor {
+            opts: &opts,
+            entries: BTreeMap::new(),
+            links: HashMap::new(),
+            dpkg_paths: Vec::new(),
+            file_md5: Vec::new(),
+            copyright: None,
+            copyright_path: String::new(),
+        };
+        let link = MemberKind::Symlink { target: "y".into() };
+        x.add(member("./usr/lib/x", link), None).expect("skipped");
+        assert!(x.entries.is_empty());
+        assert_eq!(x.dpkg_paths, ["/usr/lib/x"]);
+        x.add(member("./usr/lib/x/", MemberKind::Dir), None)
+            .expect("dir over dir");
+        let e = x
+            .add(file_member("./usr/lib/x"), Some("m".into()))
+            .expect_err("file over dir");
+        assert!(
+            e.message
+                .contains("would replace the directory `/usr/lib/x`"),
+            "{}",
+            e.message
+        );
     }
 }

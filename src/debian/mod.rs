@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 pub use deb::{parse_control, read_deb, DebError, DebInfo};
 pub use dpkgdb::dpkg_db_entries;
-pub use extract::{package_entries, symlinks_of, ExtractOptions, ExtractedPackage};
+pub use extract::{dirs_of, package_entries, symlinks_of, ExtractOptions, ExtractedPackage};
 pub use sbom::spdx_json;
 
 use crate::layer::{Entry, EntryKind};

@@ -610,6 +610,7 @@ fn umoci_unpacks_packages_over_a_merged_usr_base() {
     let opts = ExtractOptions {
         sde: 1_600_000_000,
         lower_symlinks: strata::debian::symlinks_of(&base),
+        lower_dirs: strata::debian::dirs_of(&base),
         spill_dir: None,
     };
     let pkgs: Vec<ExtractedPackage> = ["good-zst_1.0-1_amd64.deb", "good-xz_1.0-1_all.deb"]
