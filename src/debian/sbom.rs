@@ -122,8 +122,8 @@ pub fn license_expression(synopsis: &str) -> (String, BTreeMap<String, String>) 
 
 /// The declared licence of a package from its copyright file: the distinct `License:`
 /// synopses of its `Files:` paragraphs joined by AND, or `None` when the file is not in
-/// the machine-readable format. Returns the expression, the invented refs, and the
-/// stand-alone licence texts by synopsis.
+/// the machine-readable format. Returns the expression and the `LicenseRef-` ids it
+/// invented (id → Debian name).
 pub fn copyright_license(text: &str) -> Option<(String, BTreeMap<String, String>)> {
     let first = text.lines().next()?;
     if !(first.starts_with("Format:") && first.contains("copyright-format/1.0")) {
