@@ -1,6 +1,7 @@
 //! strata: deterministic, daemonless OCI image builds from YAML recipes.
 
 pub mod build;
+pub mod debian;
 pub mod digest;
 pub mod docker;
 pub mod inspect;

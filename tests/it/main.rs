@@ -4,6 +4,7 @@
 //! tests knowingly on a machine without them).
 
 mod build;
+mod debian_deb;
 mod determinism;
 mod errors;
 mod registry;
