@@ -6,5 +6,6 @@ pub mod inspect;
 pub mod lab;
 pub mod layer;
 pub mod oci;
+pub mod python;
 pub mod recipe;
 pub mod store;
