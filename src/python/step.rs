@@ -128,7 +128,13 @@ fn recipe_arch(l: &LoadedRecipe) -> &str {
 pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings, RecipeError> {
     let at =
         |field: &str, msg: String, hint: &str| l.error_at(&format!("{path}.{field}"), msg, hint);
-    let minor = super::tags::parse_python(&s.python).map_err(|m| {
+    // The text as written: an unquoted `3.10` is a YAML float (3.1) but means 3.10.
+    let python = l
+        .map
+        .scalar(&format!("{path}.python"))
+        .unwrap_or(&s.python)
+        .to_string();
+    let minor = super::tags::parse_python(&python).map_err(|m| {
         at(
             "python",
             m,
@@ -164,7 +170,7 @@ pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings
             &format!("use a `{machine}` platform tag, e.g. `manylinux_2_36_{machine}`"),
         ));
     }
-    let target = Target::new(&s.python, &platform).map_err(|m| at("platform", m, ""))?;
+    let target = Target::new(&python, &platform).map_err(|m| at("platform", m, ""))?;
     debug_assert_eq!(target.minor, minor);
     let site = image_path_not_root(&s.target).map_err(|p| at("target", p.message, &p.hint))?;
     let prefix = match &s.prefix {
@@ -211,9 +217,9 @@ pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings
         }
     };
     Ok(Settings {
-        python: s.python.clone(),
+        env: Env::cpython_linux(&python, machine),
+        python,
         platform,
-        env: Env::cpython_linux(&s.python, machine),
         target,
         site,
         prefix,
@@ -385,5 +391,102 @@ mod tests {
         for (site, want) in cases {
             assert_eq!(derive_prefix(site).as_deref(), want, "{site}");
         }
+    }
+
+    /// Recipe errors of the python step point at the value, with a hint.
+    #[test]
+    fn recipe_errors_table() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tmp.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("reqs.txt"), "salt==3008.4\njinja2>=3\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let head = "name: x\nlayers:\n  - steps:\n      - python:\n";
+        let t = "          target: /usr/lib/python3/dist-packages\n";
+        // (what, step body, line, anchor on that line, message words, hint words)
+        let cases: Vec<(&str, String, usize, &str, &str, &str)> = vec![
+            ("unpinned", format!("          python: \"3.11\"\n{t}          requirements: [salt==3008.4, \"jinja2>=3\"]\n"), 7, "\"jinja2", "not pinned", "salt==3008.4"),
+            ("old python", format!("          python: \"2.7\"\n{t}          requirements: [a==1]\n"), 5, "\"2.7\"", "not a Python 3 version", "in quotes"),
+            ("bad platform", format!("          python: \"3.11\"\n          platform: win_amd64\n{t}          requirements: [a==1]\n"), 6, "win_amd64", "not a Linux wheel platform", "manylinux_2_36"),
+            ("wrong arch", format!("          python: \"3.11\"\n          platform: manylinux_2_36_aarch64\n{t}          requirements: [a==1]\n"), 6, "manylinux", "is for aarch64", "x86_64"),
+            ("relative target", "          python: \"3.11\"\n          target: usr/lib\n          requirements: [a==1]\n".into(), 6, "usr/lib", "not absolute", ""),
+            ("no prefix", "          python: \"3.11\"\n          target: /srv/app\n          requirements: [a==1]\n".into(), 6, "/srv/app", "cannot tell the install prefix", "prefix:"),
+            ("both", format!("          python: \"3.11\"\n{t}          requirements: [a==1]\n          requirements_file: reqs.txt\n"), 8, "reqs.txt", "both", ""),
+            ("neither", format!("          python: \"3.11\"\n{t}"), 5, "python: \"3.11\"", "no requirements", "requirements_file"),
+            ("twice", format!("          python: \"3.11\"\n{t}          requirements: [A==1, a==2]\n"), 7, "a==2", "listed twice", ""),
+            ("typo", format!("          pythn: \"3.11\"\n{t}"), 5, "pythn", "unknown field `pythn`", "did you mean `python`?"),
+            ("url requirement", format!("          python: \"3.11\"\n{t}          requirements: [\"a @ file:///x.whl\"]\n"), 7, "\"a @", "URL requirement", ""),
+            ("missing file", format!("          python: \"3.11\"\n{t}          requirements_file: nothere.txt\n"), 7, "nothere.txt", "cannot read requirements file", "relative to the recipe"),
+            ("escaping file", format!("          python: \"3.11\"\n{t}          requirements_file: ../reqs.txt\n"), 7, "../reqs.txt", "contains `..`", ""),
+        ];
+        let mut failures = Vec::new();
+        for (what, body, line, anchor, message, hint) in &cases {
+            let text = format!("{head}{body}");
+            let file = dir.join("recipe.yaml");
+            std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+            let line_text = text.lines().nth(line - 1).unwrap_or_default();
+            let col = line_text.find(anchor).map(|i| i + 1);
+            match crate::recipe::load(&file) {
+                Ok(_) => failures.push(format!("{what}: loaded")),
+                Err(e) => {
+                    if Some(e.col) != col
+                        || e.line != *line
+                        || !e.message.contains(message)
+                        || !e.hint.contains(hint)
+                    {
+                        failures.push(format!(
+                            "{what}: want {line}:{col:?} {message:?}/{hint:?}, got {e}"
+                        ));
+                    }
+                }
+            }
+        }
+        // A bad line in the requirements file is reported at that file's line and column.
+        let text =
+            format!("{head}          python: \"3.11\"\n{t}          requirements_file: reqs.txt\n");
+        std::fs::write(dir.join("recipe.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        match crate::recipe::load(&dir.join("recipe.yaml")) {
+            Ok(_) => failures.push("reqs file: loaded".into()),
+            Err(e) => {
+                if !(e.file.ends_with("reqs.txt")
+                    && (e.line, e.col) == (2, 1)
+                    && e.message.contains("not pinned"))
+                {
+                    failures.push(format!("reqs file: got {e}"));
+                }
+            }
+        }
+        // Two steps sharing the default lock file.
+        let text = format!("{head}          python: \"3.11\"\n{t}          requirements: [a==1]\n      - python:\n          python: \"3.11\"\n{t}          requirements: [b==1]\n");
+        std::fs::write(dir.join("recipe.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        match crate::recipe::load(&dir.join("recipe.yaml")) {
+            Ok(_) => failures.push("shared lock: loaded".into()),
+            Err(e) => {
+                if !(e.line == 9
+                    && e.message.contains("same lock file")
+                    && e.hint.contains("lock:"))
+                {
+                    failures.push(format!("shared lock: got {e}"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn settings_defaults() {
+        let text = "name: x\nplatform: linux/arm64\nlayers:\n  - steps:\n      - python:\n          python: 3.10\n          target: /opt/venv/lib/python3.13/site-packages\n          requirements: [a==1]\n";
+        let l = crate::recipe::parse_str(text, Path::new("/r/lab.yaml"), Path::new("/r"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let py = match &l.recipe.layers[0].steps[0] {
+            Step::Python(p) => p,
+            _ => panic!("not a python step"),
+        };
+        let s = settings(&l, "layers[0].steps[0].python", py).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.python, "3.10");
+        assert_eq!(s.platform, "manylinux_2_17_aarch64");
+        assert_eq!(s.prefix, "opt/venv");
+        assert_eq!(s.interpreter, "/opt/venv/bin/python3");
+        assert_eq!(s.lock, Path::new("/r/lab.python.lock"));
+        assert_eq!(s.env.get("platform_machine"), Some("aarch64"));
     }
 }
