@@ -65,8 +65,12 @@ pub fn pip_conf_index_url(text: &str) -> Option<String> {
     install.or(global)
 }
 
-/// pip's configuration files, lowest priority first (as pip reads them).
+/// pip's configuration files, lowest priority first (as pip reads them). As in pip,
+/// `PIP_CONFIG_FILE=/dev/null` means no configuration file at all.
 pub fn pip_conf_files(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    if env("PIP_CONFIG_FILE").as_deref() == Some("/dev/null") {
+        return Vec::new();
+    }
     let mut out = vec![
         PathBuf::from("/etc/xdg/pip/pip.conf"),
         PathBuf::from("/etc/pip.conf"),
@@ -378,6 +382,8 @@ mod tests {
             Ok("http://s/simple".to_string())
         );
 
+        let devnull = |k: &str| (k == "PIP_CONFIG_FILE").then(|| "/dev/null".to_string());
+        assert!(index_url(None, &devnull, &r).is_err());
         let none = |_: &str| None;
         let nofiles = |_: &std::path::Path| None;
         assert!(index_url(None, &none, &nofiles).is_err_and(|e| e.contains("hint:")));

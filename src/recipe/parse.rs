@@ -399,7 +399,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
             return Err(l.error_at(
                 &format!("layers[{li}].steps"),
                 format!("layer {li} has no steps"),
-                "add at least one step (copy, file, dir, symlink, tar, remove) or remove the layer",
+                "add at least one step (copy, file, dir, symlink, tar, remove, python) or remove the layer",
             ));
         }
         for (si, step) in layer.steps.iter().enumerate() {

@@ -6,6 +6,7 @@
 mod build;
 mod determinism;
 mod errors;
+mod python;
 mod tools;
 
 use std::path::{Path, PathBuf};
