@@ -179,6 +179,21 @@ pub fn install_wheel(
     let recorded: BTreeMap<&str, &RecordRow> =
         record.iter().map(|r| (r.path.as_str(), r)).collect();
 
+    let entry_points = match text("entry_points.txt")? {
+        Some(t) => parse_entry_points(&t)?,
+        None => Vec::new(),
+    };
+    // As pip does: a script in .data/scripts named like an entry point (setuptools writes
+    // such wrappers: NAME, NAME.exe, NAME-script.py, NAME.pya) gives way to the launcher.
+    let is_wrapper = |sub: &str| {
+        let base = sub.rsplit('/').next().unwrap_or(sub);
+        let lower = base.to_ascii_lowercase();
+        let stem = [".exe", "-script.py", ".pya"]
+            .iter()
+            .find_map(|suffix| lower.strip_suffix(suffix).map(|s| &base[..s.len()]))
+            .unwrap_or(base);
+        entry_points.iter().any(|e| e.name == stem)
+    };
     let site = &layout.site;
     let bin = layout.bin();
     let mut out: BTreeMap<String, InstalledFile> = BTreeMap::new();
@@ -235,6 +250,7 @@ pub fn install_wheel(
                 .split_once('/')
                 .ok_or_else(|| format!("member `{name}` sits directly in {data_dir}"))?;
             match scheme {
+                "scripts" if is_wrapper(sub) => {}
                 "scripts" => put(
 &mut out,
                     join(&bin, sub),
@@ -269,16 +285,14 @@ pub fn install_wheel(
         }
     }
 
-    if let Some(eps) = text("entry_points.txt")? {
-        for ep in parse_entry_points(&eps)? {
-            put(
-                &mut out,
-                join(&bin, &ep.name),
-                launcher(&layout.interpreter, &ep).into_bytes(),
-                0o755,
-                &format!("{info}/entry_points.txt [{}]", ep.name),
-            )?;
-        }
+    for ep in &entry_points {
+        put(
+            &mut out,
+            join(&bin, &ep.name),
+            launcher(&layout.interpreter, ep).into_bytes(),
+            0o755,
+            &format!("{info}/entry_points.txt [{}]", ep.name),
+        )?;
     }
     put(
         &mut out,

@@ -98,8 +98,9 @@ fn choose<'a>(
 ) -> Result<(Version, Choice<'a>), String> {
     let pinned = req.specifiers.pinned().is_some();
     let pre_ok = pinned || req.specifiers.allows_prereleases();
-    let mut by_version: BTreeMap<Version, (Option<(usize, &IndexFile)>, Option<&IndexFile>)> =
-        BTreeMap::new();
+    // Per version: the best-ranked wheel and an sdist.
+    type Slot<'f> = (Option<(usize, &'f IndexFile)>, Option<&'f IndexFile>);
+    let mut by_version: BTreeMap<Version, Slot<'a>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for f in files {
         let (vtext, wheel) = if f.filename.ends_with(".whl") {

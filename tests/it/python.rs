@@ -305,6 +305,49 @@ fn lock_fetch_build_and_unpack() {
     );
     assert!(!sb.path("out3").exists());
 
+    // `strata lock` with a current lock fills that cache: downloads alpha and beta,
+    // rebuilds zeta from its sdist (byte-identical, or it fails), and the build matches.
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_CACHE", sb.path("other-cache"))
+            .arg("lock")
+            .arg(&r)
+            .args(["--index-url", &index.url()]),
+    );
+    assert!(
+        stdout(&o).contains("current: 3 packages, 3 fetched"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_CACHE", sb.path("other-cache"))
+            .arg("build")
+            .arg(&r)
+            .arg("-o")
+            .arg(sb.path("out5")),
+    );
+    assert_eq!(stdout(&o).trim(), d1);
+
+    // A lock whose sha256 the index's bytes do not match: nothing enters the cache.
+    let beta_sha = strata::digest::sha256_hex(&beta);
+    fs::write(&lock_path, lock_text.replace(&beta_sha, &"0".repeat(64))).expect("edit lock");
+    let o = run(sb
+        .strata()
+        .env("STRATA_CACHE", sb.path("third-cache"))
+        .arg("lock")
+        .arg(&r)
+        .args(["--index-url", &index.url()]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("beta-1.0-py3-none-any.whl") && err.contains("not stored"),
+        "{err}"
+    );
+    let blob = sb.path(&format!("third-cache/blobs/sha256/{}", "0".repeat(64)));
+    assert!(!blob.exists());
+    fs::write(&lock_path, &lock_text).expect("restore lock");
+
     // A changed requirement makes the lock stale.
     let r2 = recipe(&sb, "pyapp", "alpha==1.0");
     let o = run(sb

@@ -57,6 +57,10 @@ fn alpha_goes_where_the_wheel_spec_says() {
     assert!(launcher.starts_with("#!/usr/bin/python3\n"), "{launcher}");
     assert!(launcher.contains("from alpha.cli import main\n"));
     assert!(launcher.contains("sys.exit(main())"));
+    assert!(
+        !launcher.contains("setuptools wrapper"),
+        "the .data script must give way"
+    );
     assert_eq!(
         text(&f, "usr/bin/alpha-tool"),
         "#!/usr/bin/python3\nprint('tool')\n"

@@ -199,6 +199,6 @@ fn sdists_are_built_at_lock_time() {
         .as_ref()
         .unwrap_or_else(|| panic!("no built_from"));
     assert_eq!(sd.filename, "zeta-1.0.tar.gz");
-    assert_eq!(stored, [z.sha256.clone()]);
+    assert_eq!(stored, std::slice::from_ref(&z.sha256));
     assert!(Lock::parse(&l.to_text()).is_ok());
 }
