@@ -215,8 +215,15 @@ pub fn lock_recipe(
             env: &settings.env,
             pins: &pins,
         };
-        let lock = resolver::resolve(&req, ix, &StoreSink(store), opts.builder, opts.log)
-            .map_err(|e| anyhow::anyhow!("{}: {path}: locking: {e}", loaded.file.display()))?;
+        let lock = resolver::resolve(&req, ix, &StoreSink(store), opts.builder, opts.log).map_err(
+            |e| {
+                let (message, hint) = match e.split_once("\n  hint: ") {
+                    Some((m, h)) => (m.to_string(), h.to_string()),
+                    None => (e, String::new()),
+                };
+                loaded.error_at(&path, format!("cannot lock: {message}"), hint)
+            },
+        )?;
         lock::write(&settings.lock, &lock)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", settings.lock.display()))?;
         reports.push(LockReport {

@@ -88,6 +88,8 @@ enum Choice<'a> {
     Sdist(&'a IndexFile),
 }
 
+/// The best release for `req`: final releases first; pre-releases only when the
+/// requirement names one, or (as pip does) when nothing else matches.
 fn choose<'a>(
     key: &str,
     req: &Requirement,
@@ -98,6 +100,22 @@ fn choose<'a>(
 ) -> Result<(Version, Choice<'a>), String> {
     let pinned = req.specifiers.pinned().is_some();
     let pre_ok = pinned || req.specifiers.allows_prereleases();
+    match choose_with(key, req, files, target, tags, python, pre_ok) {
+        Err(_) if !pre_ok => choose_with(key, req, files, target, tags, python, true),
+        r => r,
+    }
+}
+
+fn choose_with<'a>(
+    key: &str,
+    req: &Requirement,
+    files: &'a [IndexFile],
+    target: &Target,
+    tags: &[String],
+    python: &Version,
+    pre_ok: bool,
+) -> Result<(Version, Choice<'a>), String> {
+    let pinned = req.specifiers.pinned().is_some();
     // Per version: the best-ranked wheel and an sdist.
     type Slot<'f> = (Option<(usize, &'f IndexFile)>, Option<&'f IndexFile>);
     let mut by_version: BTreeMap<Version, Slot<'a>> = BTreeMap::new();
@@ -403,6 +421,84 @@ fn dependencies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(name: &str) -> IndexFile {
+        IndexFile {
+            filename: name.into(),
+            url: format!("fixture:{name}"),
+            sha256: None,
+            size: None,
+            requires_python: None,
+            yanked: false,
+        }
+    }
+
+    #[test]
+    fn choice_table() {
+        let target = Target::new("3.11", "manylinux_2_36_x86_64").unwrap_or_else(|e| panic!("{e}"));
+        let tags = target.supported_tags();
+        let py = Version::parse("3.11.0").unwrap_or_else(|| panic!("version"));
+        // (files, requirement, chosen file)
+        let cases: &[(&[&str], &str, Option<&str>)] = &[
+            (
+                &["eta-1.0b1-py3-none-any.whl", "eta-0.9-py3-none-any.whl"],
+                "eta>=0.1",
+                Some("eta-0.9-py3-none-any.whl"),
+            ),
+            (
+                &["eta-1.0b1-py3-none-any.whl"],
+                "eta>=0.1",
+                Some("eta-1.0b1-py3-none-any.whl"),
+            ),
+            (
+                &["eta-1.0b1-py3-none-any.whl", "eta-0.9-py3-none-any.whl"],
+                "eta>=1.0b1",
+                Some("eta-1.0b1-py3-none-any.whl"),
+            ),
+            (
+                &[
+                    "eta-2.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+                    "eta-2.0-py3-none-any.whl",
+                    "eta-2.0.tar.gz",
+                ],
+                "eta",
+                Some("eta-2.0-cp311-cp311-manylinux_2_17_x86_64.whl"),
+            ),
+            (
+                &[
+                    "eta-2.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+                    "eta-2.0.tar.gz",
+                    "eta-1.0-py3-none-any.whl",
+                ],
+                "eta",
+                Some("eta-2.0.tar.gz"),
+            ),
+            (&["eta-2.0-cp311-cp311-win_amd64.whl"], "eta", None),
+            (&["other-1.0-py3-none-any.whl"], "eta", None),
+        ];
+        for (files, req, want) in cases {
+            let files: Vec<IndexFile> = files.iter().map(|f| file(f)).collect();
+            let r = Requirement::parse(req).unwrap_or_else(|e| panic!("{e}"));
+            let got = choose("eta", &r, &files, &target, &tags, &py)
+                .ok()
+                .map(|(_, c)| match c {
+                    Choice::Wheel(f) | Choice::Sdist(f) => f.filename.clone(),
+                });
+            assert_eq!(got.as_deref(), *want, "{req} from {files:?}");
+        }
+        // Yanked files count only for exact pins; Requires-Python is honoured.
+        let mut y = file("eta-3.0-py3-none-any.whl");
+        y.yanked = true;
+        let mut rp = file("eta-2.5-py3-none-any.whl");
+        rp.requires_python = Some(">=3.12".into());
+        let files = vec![y, rp, file("eta-2.0-py3-none-any.whl")];
+        let any = Requirement::parse("eta").unwrap_or_else(|e| panic!("{e}"));
+        let got = choose("eta", &any, &files, &target, &tags, &py).map(|(v, _)| v.text);
+        assert_eq!(got.as_deref(), Ok("2.0"));
+        let pin = Requirement::parse("eta==3.0").unwrap_or_else(|e| panic!("{e}"));
+        let got = choose("eta", &pin, &files, &target, &tags, &py).map(|(v, _)| v.text);
+        assert_eq!(got.as_deref(), Ok("3.0"));
+    }
 
     #[test]
     fn sdist_names() {

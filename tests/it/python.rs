@@ -447,3 +447,39 @@ fn real_index_locks_salt() {
     let info = run_ok(sb.strata().arg("inspect").arg(&out));
     assert!(stdout(&info).contains("layers:"));
 }
+
+#[test]
+fn lock_errors_point_at_the_step() {
+    let index = LoopbackIndex::start();
+    let sb = Sandbox::new();
+    hello_base(&sb);
+    let cases = [
+        ("alpha==9.9", "no release of `alpha` matches `==9.9`", ""),
+        (
+            "beta==2.0, alpha==1.0",
+            "alpha requires `beta>=1.0,<2`",
+            "hint: pin a version of beta",
+        ),
+        ("nosuch==1.0", "project `nosuch` is not on the index", ""),
+    ];
+    for (reqs, message, hint) in cases {
+        let r = recipe(&sb, "bad", reqs);
+        let o = run(sb
+            .strata()
+            .arg("lock")
+            .arg(&r)
+            .args(["--index-url", &index.url()]));
+        assert!(!o.status.success(), "{reqs}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("bad.yaml:7:11: cannot lock: ")
+                && err.contains(message)
+                && err.contains(hint),
+            "{reqs}: {err}"
+        );
+        assert!(
+            !sb.path("bad.python.lock").exists(),
+            "{reqs}: no lock on failure"
+        );
+    }
+}
