@@ -350,6 +350,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     let _lock = store.lock(false)?;
     let stat = StatCache::load(&store);
     let base = load_base(loaded, &store, opts)?;
+    let wheels = crate::python::StoreWheels::new(&store);
 
     let names: Vec<String> = r
         .layers
@@ -365,7 +366,9 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
 
     let resolved: Vec<Vec<Entry>> = (0..r.layers.len())
         .into_par_iter()
-        .map(|i| recipe::resolve_layer(loaded, i, &stat, sde).map_err(anyhow::Error::from))
+        .map(|i| {
+            recipe::resolve_layer_with(loaded, i, &stat, &wheels, sde).map_err(anyhow::Error::from)
+        })
         .collect::<Result<_>>()?;
     let mut layer_entries: Vec<(String, Vec<Entry>)> = names
         .iter()

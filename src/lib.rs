@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod lab;
 pub mod layer;
 pub mod oci;
+pub mod python;
 pub mod recipe;
 pub mod registry;
 pub mod store;

@@ -101,6 +101,18 @@ enum Command {
         #[arg(long)]
         tag: Option<String>,
     },
+    /// Lock the recipe's python steps (pins + dependency closure, wheel sha256s) and fetch
+    /// the wheels into the cache. Builds never download: run this first.
+    Lock {
+        recipe: PathBuf,
+        /// Package index, the simple API root. Default: STRATA_PYTHON_INDEX, PIP_INDEX_URL,
+        /// then `index-url` from pip's configuration files.
+        #[arg(long, value_name = "URL")]
+        index_url: Option<String>,
+        /// Resolve again even when a lock file matches its step.
+        #[arg(long)]
+        update: bool,
+    },
     /// Show an image's config, layers, sizes and history (IMAGE: [oci:]DIR[:TAG]).
     Inspect { image: String },
     /// Files added, removed and changed per layer between two images.
@@ -425,6 +437,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 println!("{}", rep.repo_tag);
+            }
+        }
+        Command::Lock {
+            recipe,
+            index_url,
+            update,
+        } => {
+            use strata::python;
+            let loaded = strata::recipe::load(&recipe)?;
+            let store = Store::open(&cache)
+                .with_context(|| format!("opening the cache at {}", cache.display()))?;
+            let _lock = store.lock(false)?;
+            let quiet = cli.quiet || cli.json;
+            let index = || -> std::result::Result<Box<dyn python::Index>, String> {
+                let url = python::configured_index(index_url.as_deref())?;
+                if !quiet {
+                    eprintln!("index {} (from {})", url.url, url.source);
+                }
+                Ok(Box::new(python::HttpIndex::new(&url.url)))
+            };
+            let log = |m: &str| {
+                if !quiet {
+                    eprintln!("  {m}");
+                }
+            };
+            let builder = python::PipBuilder::from_env();
+            let opts = python::LockOptions {
+                update,
+                index: &index,
+                builder: &builder,
+                log: &log,
+            };
+            let reports = python::lock_recipe(&loaded, &store, &opts)?;
+            if cli.json {
+                print_json(&reports)?;
+            } else {
+                if reports.is_empty() {
+                    eprintln!("{}: no python steps to lock", recipe.display());
+                }
+                for r in &reports {
+                    println!(
+                        "{} {}: {} packages, {} fetched ({})",
+                        r.lock.display(),
+                        r.action,
+                        r.packages,
+                        r.fetched,
+                        r.step
+                    );
+                }
             }
         }
         Command::Inspect { image } => {

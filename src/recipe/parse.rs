@@ -151,7 +151,7 @@ pub fn parse_yaml_located<T: serde::de::DeserializeOwned>(
         .map_err(|(pos, msg)| RecipeError::new(file, pos, msg, SYNTAX_HINT))?;
     Ok((value, map))
 }
-const STEP_KINDS: [&str; 6] = ["copy", "file", "dir", "symlink", "tar", "remove"];
+const STEP_KINDS: [&str; 7] = ["copy", "file", "dir", "symlink", "tar", "remove", "python"];
 
 fn serde_error(file: &Path, e: &serde_yaml::Error) -> RecipeError {
     let pos = e.location().map_or(Pos::START, |l| Pos {
@@ -323,6 +323,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::Symlink(_) => "symlink",
         Step::Tar(_) => "tar",
         Step::Remove(_) => "remove",
+        Step::Python(_) => "python",
     }
 }
 
@@ -398,7 +399,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
             return Err(l.error_at(
                 &format!("layers[{li}].steps"),
                 format!("layer {li} has no steps"),
-                "add at least one step (copy, file, dir, symlink, tar, remove) or remove the layer",
+                "add at least one step (copy, file, dir, symlink, tar, remove, python) or remove the layer",
             ));
         }
         for (si, step) in layer.steps.iter().enumerate() {
@@ -466,6 +467,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
                         image_path_not_root(path).map_err(at(l, &format!("{base}.paths[{i}]")))?;
                     }
                 }
+                Step::Python(py) => crate::python::step::validate(l, &base, py)?,
             }
         }
     }
@@ -631,6 +633,10 @@ pub fn check_sources(l: &LoadedRecipe) -> Result<(), RecipeError> {
             let src = match step {
                 Step::Copy(c) => &c.src,
                 Step::Tar(t) => &t.src,
+                Step::Python(py) => {
+                    crate::python::step::check_sources(l, &step_path(li, si, step), py)?;
+                    continue;
+                }
                 _ => continue,
             };
             let path = format!("{}.src", step_path(li, si, step));

@@ -17,7 +17,7 @@ use globset::GlobMatcher;
 use rayon::prelude::*;
 
 use super::accounts::{resolve_owner, Owner};
-use super::model::{CopyStep, Step, TarStep};
+use super::model::{CopyStep, PythonStep, Step, TarStep};
 use super::parse::{expand_source, is_glob, step_mode, step_path, LoadedRecipe, RecipeError};
 use super::validate::{image_path, Problem};
 use crate::layer::tarin::{normalize_member_path, read_member, read_to_bytes};
@@ -36,6 +36,36 @@ pub struct ReadDigester;
 impl FileDigester for ReadDigester {
     fn sha256(&self, path: &Path, _meta: &Metadata) -> io::Result<String> {
         crate::digest::sha256_file(path).map(|(hex, _)| hex)
+    }
+}
+
+/// Inputs of steps that come from strata's cache rather than the recipe's directory: the
+/// wheels of `python` steps. The build passes the store (`crate::python::StoreWheels`).
+pub trait CachedInputs: Sync {
+    /// Files of a `python` step (image-relative paths, modes; owners and mtimes are set here).
+    fn python_entries(
+        &self,
+        loaded: &LoadedRecipe,
+        step_path: &str,
+        step: &PythonStep,
+    ) -> Result<Vec<Entry>, RecipeError>;
+}
+
+/// No cache: a `python` step is an error.
+pub struct NoCachedInputs;
+
+impl CachedInputs for NoCachedInputs {
+    fn python_entries(
+        &self,
+        loaded: &LoadedRecipe,
+        step_path: &str,
+        _step: &PythonStep,
+    ) -> Result<Vec<Entry>, RecipeError> {
+        Err(loaded.error_at(
+            step_path,
+            "a python step needs strata's cache, which this caller did not give",
+            "build the recipe with `strata build`",
+        ))
     }
 }
 
@@ -62,6 +92,17 @@ pub fn resolve_layer(
     loaded: &LoadedRecipe,
     layer_index: usize,
     digester: &dyn FileDigester,
+    sde: u64,
+) -> Result<Vec<Entry>, RecipeError> {
+    resolve_layer_with(loaded, layer_index, digester, &NoCachedInputs, sde)
+}
+
+/// [`resolve_layer`] with the cache's inputs for `python` steps.
+pub fn resolve_layer_with(
+    loaded: &LoadedRecipe,
+    layer_index: usize,
+    digester: &dyn FileDigester,
+    cached: &dyn CachedInputs,
     sde: u64,
 ) -> Result<Vec<Entry>, RecipeError> {
     let layer = loaded.recipe.layers.get(layer_index).ok_or_else(|| {
@@ -126,6 +167,11 @@ pub fn resolve_layer(
                 );
             }
             Step::Tar(t) => tar_step(loaded, &path, t, &mut staged)?,
+            Step::Python(py) => {
+                for e in cached.python_entries(loaded, &path, py)? {
+                    push(&mut staged, &path, e, Owner::default());
+                }
+            }
             Step::Remove(r) => {
                 for (i, p) in r.paths.iter().enumerate() {
                     let rel = image_path(p)

@@ -8,6 +8,7 @@ mod debian_deb;
 mod determinism;
 mod errors;
 mod registry;
+mod python;
 mod tools;
 
 use std::path::{Path, PathBuf};
