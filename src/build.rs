@@ -16,6 +16,7 @@ use crate::oci::{
     canonical_json, rfc3339, Layout, ANNOTATION_COMPRESSOR, MEDIA_CONFIG, MEDIA_MANIFEST,
 };
 use crate::recipe::{self, FileDigester, LoadedRecipe};
+use crate::registry::{self, ClientOptions, PullOptions, Reference};
 use crate::store::{CachedLayer, StatCache, Store};
 
 /// Bumped whenever the bytes strata writes for the same entries change (tar flavour,
@@ -32,6 +33,8 @@ pub struct BuildOptions {
     pub source_date_epoch_env: Option<String>,
     /// For a recipe with a `debian` step: how to treat its lock, where indices come from.
     pub debian: crate::debian::DebianBuildOptions,
+    /// How to reach registries for `registry://` bases.
+    pub registry: ClientOptions,
 }
 
 /// Told about progress; the CLI draws bars with it.
@@ -84,11 +87,28 @@ struct BaseImage {
     manifest_digest: String,
 }
 
-fn load_base(loaded: &LoadedRecipe, store: &Store) -> Result<Option<BaseImage>> {
+fn load_base(
+    loaded: &LoadedRecipe,
+    store: &Store,
+    opts: &BuildOptions,
+) -> Result<Option<BaseImage>> {
     let base = loaded.recipe.base.trim();
-    if base == "scratch" {
-        return Ok(None);
+    let parsed = recipe::parse_base(base).map_err(|p| {
+        anyhow::anyhow!(
+            "{}: base: {}\n  hint: {}",
+            loaded.file.display(),
+            p.message,
+            p.hint
+        )
+    })?;
+    match parsed {
+        recipe::Base::Scratch => Ok(None),
+        recipe::Base::Oci { .. } => oci_base(loaded, store, base).map(Some),
+        recipe::Base::Registry(r) => registry_base(loaded, store, &r, opts).map(Some),
     }
+}
+
+fn oci_base(loaded: &LoadedRecipe, store: &Store, base: &str) -> Result<BaseImage> {
     let (rel, tag) = parse_image_ref(base);
     let path = loaded.dir.join(rel);
     let layout = Layout::open(&path)
@@ -96,6 +116,94 @@ fn load_base(loaded: &LoadedRecipe, store: &Store) -> Result<Option<BaseImage>> 
     let resolved = layout.resolve(tag.as_deref(), &loaded.recipe.platform)?;
     let config: Value = serde_json::from_slice(&resolved.config_bytes)
         .with_context(|| format!("{}: base image config", path.display()))?;
+    let descs: Vec<Value> = resolved
+        .manifest
+        .layers()
+        .iter()
+        .map(|d| json!({"digest": d.digest().to_string(), "mediaType": d.media_type().to_string(), "size": d.size()}))
+        .collect();
+    for d in &descs {
+        let digest = d["digest"].as_str().unwrap_or_default();
+        store
+            .import_blob(&layout.blobs, digest)
+            .with_context(|| format!("{}: base layer {digest}", path.display()))?;
+    }
+    base_image(
+        &path.display().to_string(),
+        config,
+        &descs,
+        resolved.manifest_descriptor.digest().to_string(),
+    )
+}
+
+/// A base from a registry, pinned by digest: pulled into the cache (each blob verified),
+/// so a second build needs no network.
+fn registry_base(
+    loaded: &LoadedRecipe,
+    store: &Store,
+    r: &Reference,
+    opts: &BuildOptions,
+) -> Result<BaseImage> {
+    let what = format!("{}: base registry://{r}", loaded.file.display());
+    let pull_opts = PullOptions {
+        client: opts.registry.clone(),
+        platform: Some(loaded.recipe.platform.clone()),
+    };
+    let pulled = registry::pull(r, store, &pull_opts).with_context(|| what.clone())?;
+    let mut digest = pulled.digest.clone();
+    let mut doc: Value = serde_json::from_slice(&store.read_blob(&digest)?)
+        .with_context(|| format!("{what}: manifest"))?;
+    if registry::is_index_media_type(&pulled.media_type) {
+        let want = &loaded.recipe.platform;
+        let entry = doc["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                let p = &m["platform"];
+                let mut have = format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap_or(""),
+                    p["architecture"].as_str().unwrap_or("")
+                );
+                if let Some(v) = p["variant"].as_str() {
+                    have = format!("{have}/{v}");
+                }
+                registry::pull::platform_matches(&have, want)
+            })
+            .with_context(|| format!("{what}: no manifest for platform {want}"))?;
+        digest = entry["digest"].as_str().unwrap_or_default().to_string();
+        doc = serde_json::from_slice(&store.read_blob(&digest)?)
+            .with_context(|| format!("{what}: manifest {digest}"))?;
+    }
+    let config_digest = doc["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let config: Value = serde_json::from_slice(&store.read_blob(&config_digest)?)
+        .with_context(|| format!("{what}: config"))?;
+    let descs: Vec<Value> = doc["layers"].as_array().cloned().unwrap_or_default();
+    // The annotation names what the recipe pinned (an index, or a manifest).
+    base_image(&what, config, &descs, pulled.digest)
+}
+
+/// Docker's name for a gzip layer becomes OCI's (the same bytes), since the manifest strata
+/// writes is an OCI one.
+fn oci_layer_media_type(mt: &str) -> String {
+    match mt {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn base_image(
+    what: &str,
+    config: Value,
+    descs: &[Value],
+    manifest_digest: String,
+) -> Result<BaseImage> {
     let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
         .map(|a| {
@@ -104,33 +212,27 @@ fn load_base(loaded: &LoadedRecipe, store: &Store) -> Result<Option<BaseImage>> 
                 .collect()
         })
         .unwrap_or_default();
-    let descs = resolved.manifest.layers();
     if diff_ids.len() != descs.len() {
         bail!(
-            "{}: base image has {} layers but {} diff_ids in its config",
-            path.display(),
+            "{what}: base image has {} layers but {} diff_ids in its config",
             descs.len(),
             diff_ids.len()
         );
     }
     let mut layers = Vec::new();
     for (d, diff_id) in descs.iter().zip(diff_ids) {
-        let digest = d.digest().to_string();
-        store
-            .import_blob(&layout.blobs, &digest)
-            .with_context(|| format!("{}: base layer {digest}", path.display()))?;
         layers.push(LayerRef {
-            digest,
+            digest: d["digest"].as_str().unwrap_or_default().to_string(),
             diff_id,
-            media_type: d.media_type().to_string(),
-            size: d.size(),
+            media_type: oci_layer_media_type(d["mediaType"].as_str().unwrap_or_default()),
+            size: d["size"].as_u64().unwrap_or_default(),
         });
     }
-    Ok(Some(BaseImage {
+    Ok(BaseImage {
         layers,
         config,
-        manifest_digest: resolved.manifest_descriptor.digest().to_string(),
-    }))
+        manifest_digest,
+    })
 }
 
 /// The layer cache key: everything that determines the layer's bytes. Streamed into the
@@ -249,7 +351,8 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .with_context(|| format!("opening the cache at {}", opts.cache_dir.display()))?;
     let _lock = store.lock(false)?;
     let stat = StatCache::load(&store);
-    let base = load_base(loaded, &store)?;
+    let base = load_base(loaded, &store, opts)?;
+    let wheels = crate::python::StoreWheels::new(&store);
 
     let names: Vec<String> = r
         .layers
@@ -259,7 +362,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .collect();
 
     // A `debian` step's layer becomes the step's layer groups (lock, fetch, extract).
-    let debian_layers = crate::debian::build_layers(&loaded.file, r, &opts.debian, &store)?;
+    let debian_layers = crate::debian::build_layers(&loaded.file, r, &opts.debian, &store, sde)?;
     let resolved: Vec<Vec<(String, Vec<Entry>)>> = (0..r.layers.len())
         .into_par_iter()
         .map(|i| {
@@ -270,7 +373,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
             if is_debian {
                 return Ok(debian_layers.clone().unwrap_or_default());
             }
-            let entries = recipe::resolve_layer(loaded, i, &stat, sde)?;
+            let entries = recipe::resolve_layer_with(loaded, i, &stat, &wheels, sde)?;
             Ok(vec![(names[i].clone(), entries)])
         })
         .collect::<Result<_>>()?;

@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use strata::build::{self, BuildObserver, BuildOptions, LayerReport, OutputFormat};
 use strata::layer::Compression;
+use strata::registry::{BlobAction, ClientOptions, PushOptions, PushReport, PushRoot, Reference};
 use strata::store::Store;
 
 #[derive(Parser)]
@@ -61,13 +62,68 @@ enum Command {
         offline: bool,
         #[command(flatten)]
         index: IndexFlags,
+        /// Also push the image to this registry reference (HOST[:PORT]/REPO[:TAG]).
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
     },
-    /// Resolve the recipe's Debian packages against the mirror's signed indices and write
-    /// RECIPE.lock beside the recipe.
+    /// Push an image of an OCI layout to a registry; prints the pushed digest.
+    Push {
+        /// [oci:]DIR[:TAG]
+        image: String,
+        /// HOST[:PORT]/REPO[:TAG][@sha256:DIGEST] (tag default: latest).
+        reference: String,
+        /// More tags to push the image under (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Repositories of the same registry to mount blobs from before uploading (repeatable).
+        #[arg(long, value_name = "REPO")]
+        mount_from: Vec<String>,
+        /// Blobs larger than this are uploaded in chunks of this many bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = strata::registry::push::DEFAULT_CHUNK_SIZE)]
+        chunk_size: u64,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Pull an image from a registry into an OCI layout, verifying every digest; prints the digest.
+    Pull {
+        /// HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]
+        reference: String,
+        /// The OCI layout directory to write (created, or added to).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Tag in the layout (default: the reference's tag, else latest).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Of a multi-platform image, only this platform (os/arch[/variant]); default: all.
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        registry: RegistryFlags,
+    },
+    /// Load an image of an OCI layout into the running Docker engine (through its API socket).
+    Load {
+        /// [oci:]DIR[:TAG]
+        image: String,
+        /// NAME:TAG in the engine (default: the layout directory's name and the image's tag).
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Lock the recipe's debian step (packages resolved against the mirror's signed indices,
+    /// RECIPE.lock) and python steps (wheel sha256s, RECIPE.python.lock), fetching into the
+    /// cache. Builds never resolve python wheels: run this first.
     Lock {
         recipe: PathBuf,
         #[command(flatten)]
         index: IndexFlags,
+        /// Package index, the simple API root. Default: STRATA_PYTHON_INDEX, PIP_INDEX_URL,
+        /// then `index-url` from pip's configuration files.
+        #[arg(long, value_name = "URL")]
+        index_url: Option<String>,
+        /// Resolve again even when a lock file matches its step.
+        #[arg(long)]
+        update: bool,
     },
     /// Show an image's config, layers, sizes and history (IMAGE: [oci:]DIR[:TAG]).
     Inspect { image: String },
@@ -109,6 +165,68 @@ impl IndexFlags {
                 .unwrap_or(0),
         }
     }
+}
+
+#[derive(clap::Args)]
+struct RegistryFlags {
+    /// Allow plain HTTP to a registry (loopback registries are allowed without it).
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl RegistryFlags {
+    fn client(&self) -> ClientOptions {
+        ClientOptions {
+            insecure: self.insecure,
+            ..ClientOptions::default()
+        }
+    }
+}
+
+fn do_push(
+    store: &Store,
+    root: &PushRoot,
+    reference: &str,
+    extra_tags: &[String],
+    opts: &PushOptions,
+    json: bool,
+    quiet: bool,
+) -> Result<PushReport> {
+    let r = Reference::parse(reference)?;
+    for t in extra_tags {
+        Reference::parse(&format!("{}/{}:{t}", r.host, r.repo))?;
+    }
+    if let Some(d) = &r.digest {
+        anyhow::ensure!(
+            d == &root.digest,
+            "{reference}: the image's digest is {}, not {d}\n  hint: leave the digest out of the reference",
+            root.digest
+        );
+    }
+    let rep = strata::registry::push(
+        store,
+        root,
+        &r,
+        &strata::registry::push::tags_for(&r, extra_tags),
+        opts,
+    )?;
+    if !json && !quiet {
+        let count = |a: BlobAction| rep.blobs.iter().filter(|b| b.action == a).count();
+        eprintln!(
+            "pushed {} ({} blobs uploaded, {} in chunks, {} mounted, {} already there) as {}",
+            rep.pushed,
+            count(BlobAction::Uploaded),
+            count(BlobAction::Chunked),
+            count(BlobAction::Mounted),
+            count(BlobAction::Present),
+            if rep.tags.is_empty() {
+                "(digest only)".to_string()
+            } else {
+                rep.tags.join(", ")
+            }
+        );
+    }
+    Ok(rep)
 }
 
 #[derive(Subcommand)]
@@ -201,7 +319,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             locked,
             offline,
             index,
+            push,
+            registry,
         } => {
+            // A bad push reference is reported before the build, not after.
+            let push_ref = push.as_deref().map(Reference::parse).transpose()?;
             let loaded = strata::recipe::load(&recipe)?;
             let opts = BuildOptions {
                 cache_dir: cache,
@@ -212,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     policy: strata::debian::LockPolicy { locked, offline },
                     index: index.options(),
                 },
+                registry: registry.client(),
             };
             let bars = Bars::new(progress);
             let built = build::build(&loaded, &opts, &bars)?;
@@ -224,6 +347,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             });
             build::write_output(&built, format, &dest)?;
+            let pushed = match (&push, &push_ref) {
+                (Some(text), Some(r)) => {
+                    // Base layers from the same registry are mounted rather than uploaded.
+                    let mut mount_from = Vec::new();
+                    if let Ok(strata::recipe::Base::Registry(b)) =
+                        strata::recipe::parse_base(loaded.recipe.base.trim())
+                    {
+                        if b.host == r.host && b.repo != r.repo {
+                            mount_from.push(b.repo);
+                        }
+                    }
+                    let popts = PushOptions {
+                        client: registry.client(),
+                        mount_from,
+                        ..PushOptions::default()
+                    };
+                    let root = PushRoot {
+                        media_type: strata::oci::MEDIA_MANIFEST.to_string(),
+                        digest: built.image.manifest_digest.clone(),
+                    };
+                    Some(do_push(
+                        &built.store,
+                        &root,
+                        text,
+                        &[],
+                        &popts,
+                        cli.json,
+                        cli.quiet,
+                    )?)
+                }
+                _ => None,
+            };
             if cli.json {
                 print_json(&serde_json::json!({
                     "manifest_digest": built.image.manifest_digest,
@@ -233,6 +388,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "format": format,
                     "output": dest,
                     "layers": built.layers,
+                    "push": pushed,
                 }))?;
             } else {
                 if !cli.quiet {
@@ -241,46 +397,174 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", built.image.manifest_digest);
             }
         }
-        Command::Lock { recipe, index } => {
+        Command::Push {
+            image,
+            reference,
+            tags,
+            mount_from,
+            chunk_size,
+            registry,
+        } => {
+            anyhow::ensure!(chunk_size > 0, "--chunk-size must be at least 1 byte");
+            let (layout, root) = strata::registry::push::layout_root(&image)?;
+            let opts = PushOptions {
+                client: registry.client(),
+                chunk_size,
+                mount_from,
+            };
+            let rep = do_push(
+                &layout.blobs,
+                &root,
+                &reference,
+                &tags,
+                &opts,
+                cli.json,
+                cli.quiet,
+            )?;
+            if cli.json {
+                print_json(&rep)?;
+            } else {
+                println!("{}", rep.digest);
+            }
+        }
+        Command::Pull {
+            reference,
+            output,
+            tag,
+            platform,
+            registry,
+        } => {
+            let r = Reference::parse(&reference)?;
+            let tag = tag
+                .or_else(|| r.tag.clone())
+                .unwrap_or_else(|| "latest".into());
+            strata::recipe::validate::check_tag(&tag)
+                .map_err(|p| anyhow::anyhow!("--tag: {}\n  hint: {}", p.message, p.hint))?;
+            if let Some(p) = &platform {
+                strata::recipe::validate::check_platform(p).map_err(|p| {
+                    anyhow::anyhow!("--platform: {}\n  hint: {}", p.message, p.hint)
+                })?;
+            }
+            let layout = strata::oci::Layout::create(&output)?;
+            let opts = strata::registry::PullOptions {
+                client: registry.client(),
+                platform,
+            };
+            let rep = strata::registry::pull(&r, &layout.blobs, &opts)?;
+            let desc: oci_spec::image::Descriptor = serde_json::from_value(serde_json::json!({
+                "mediaType": rep.media_type,
+                "digest": rep.digest,
+                "size": rep.size,
+            }))?;
+            layout.set_tag(&tag, desc)?;
+            if cli.json {
+                print_json(&serde_json::json!({"pull": rep, "output": output, "tag": tag}))?;
+            } else {
+                if !cli.quiet {
+                    eprintln!(
+                        "pulled {r} into {}:{tag} ({} blobs fetched, {} already there)",
+                        output.display(),
+                        rep.fetched,
+                        rep.cached
+                    );
+                }
+                println!("{}", rep.digest);
+            }
+        }
+        Command::Load { image, tag } => {
+            let engine = strata::docker::Engine::from_env()?;
+            let rep = strata::docker::load_image(&engine, &image, tag.as_deref())?;
+            if cli.json {
+                print_json(&rep)?;
+            } else {
+                if !cli.quiet {
+                    for m in &rep.messages {
+                        eprintln!("{m}");
+                    }
+                }
+                println!("{}", rep.repo_tag);
+            }
+        }
+        Command::Lock {
+            recipe,
+            index,
+            index_url,
+            update,
+        } => {
+            use strata::python;
             let loaded = strata::recipe::load(&recipe)?;
             let store = Store::open(&cache)
                 .with_context(|| format!("opening the cache at {}", cache.display()))?;
-            // Shared, like a build: `cache gc` must not remove an index while it is read.
+            // Shared, like a build: `cache gc` must not remove what a lock reads.
             let _store_lock = store.lock(false)?;
+            let quiet = cli.quiet || cli.json;
             let fetcher = strata::debian::fetch::HttpFetcher::new();
             let path = strata::debian::lock_path(&recipe);
-            match strata::debian::lock_recipe(
+            let debian = strata::debian::lock_recipe(
                 &recipe,
                 &loaded.recipe,
                 &index.options(),
                 &store,
                 &fetcher,
-            )? {
-                None => {
-                    anyhow::bail!(
-                        "{}: the recipe has no `debian` step, so there is nothing to lock\nhint: add a `debian` step to a layer",
-                        recipe.display()
+            )?;
+            if let Some((lock, changed)) = &debian {
+                if !quiet {
+                    eprintln!(
+                        "{} {} ({} packages)",
+                        if *changed { "wrote" } else { "unchanged" },
+                        path.display(),
+                        lock.packages.len()
                     );
                 }
-                Some((lock, changed)) => {
-                    if cli.json {
-                        print_json(&serde_json::json!({
-                            "lockfile": path,
-                            "changed": changed,
-                            "identity": lock.identity,
-                            "packages": lock.packages.len(),
-                        }))?;
-                    } else {
-                        if !cli.quiet {
-                            eprintln!(
-                                "{} {} ({} packages)",
-                                if changed { "wrote" } else { "unchanged" },
-                                path.display(),
-                                lock.packages.len()
-                            );
-                        }
-                        println!("{}", lock.identity);
-                    }
+            }
+            let py_index = || -> std::result::Result<Box<dyn python::Index>, String> {
+                let url = python::configured_index(index_url.as_deref())?;
+                if !quiet {
+                    eprintln!("index {} (from {})", url.url, url.source);
+                }
+                Ok(Box::new(python::HttpIndex::new(&url.url)))
+            };
+            let log = |m: &str| {
+                if !quiet {
+                    eprintln!("  {m}");
+                }
+            };
+            let builder = python::PipBuilder::from_env();
+            let opts = python::LockOptions {
+                update,
+                index: &py_index,
+                builder: &builder,
+                log: &log,
+            };
+            let reports = python::lock_recipe(&loaded, &store, &opts)?;
+            anyhow::ensure!(
+                debian.is_some() || !reports.is_empty(),
+                "{}: the recipe has no `debian` or `python` step, so there is nothing to lock\n  hint: add a `debian` or `python` step to a layer",
+                recipe.display()
+            );
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "debian": debian.as_ref().map(|(lock, changed)| serde_json::json!({
+                        "lockfile": path,
+                        "changed": changed,
+                        "identity": lock.identity,
+                        "packages": lock.packages.len(),
+                    })),
+                    "python": reports,
+                }))?;
+            } else {
+                if let Some((lock, _)) = &debian {
+                    println!("{}", lock.identity);
+                }
+                for r in &reports {
+                    println!(
+                        "{} {}: {} packages, {} fetched ({})",
+                        r.lock.display(),
+                        r.action,
+                        r.packages,
+                        r.fetched,
+                        r.step
+                    );
                 }
             }
         }

@@ -38,7 +38,7 @@ pub trait Fetcher {
 
 /// HTTP(S) through `ureq` (rustls; proxies from the usual environment variables).
 pub struct HttpFetcher {
-    agent: ureq::Agent,
+    agent: ureq3::Agent,
 }
 
 impl Default for HttpFetcher {
@@ -49,7 +49,7 @@ impl Default for HttpFetcher {
 
 impl HttpFetcher {
     pub fn new() -> HttpFetcher {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent: ureq3::Agent = ureq3::Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_body(Some(READ_TIMEOUT))
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
@@ -62,10 +62,10 @@ impl HttpFetcher {
 impl Fetcher for HttpFetcher {
     fn fetch(&self, url: &str, out: &mut dyn Write) -> Result<u64, FetchError> {
         let resp = self.agent.get(url).call().map_err(|e| match e {
-            ureq::Error::StatusCode(404) => FetchError::NotFound {
+            ureq3::Error::StatusCode(404) => FetchError::NotFound {
                 url: url.to_string(),
             },
-            ureq::Error::StatusCode(status) => FetchError::Status {
+            ureq3::Error::StatusCode(status) => FetchError::Status {
                 url: url.to_string(),
                 status,
             },

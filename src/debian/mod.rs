@@ -7,9 +7,13 @@
 //! resolve → `RECIPE.lock`). `strata build` = [`ensure_lock`] (reads the lock; re-locks only
 //! when it is missing or stale and neither `--locked` nor `--offline` forbids it), then
 //! [`fetch::ensure_debs`] (cache or mirror, sha256-verified), then [`layers::plan_layers`]
-//! groups the packages into layers, then [`debs_to_layer_entries`] (the `.deb` reader's seam).
+//! groups the packages into layers, [`extract`] turns each `.deb` into entries, and a last
+//! layer holds the fix-ups that replace dpkg and maintainer scripts ([`fixup_entries`]).
 
+pub mod deb;
 pub mod deb822;
+pub mod dpkgdb;
+pub mod extract;
 pub mod fetch;
 pub mod index;
 pub mod layers;
@@ -18,13 +22,18 @@ pub mod mirror;
 pub mod relation;
 pub mod release;
 pub mod resolve;
+pub mod sbom;
 pub mod version;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use deb::{parse_control, read_deb, DebError, DebInfo};
 pub use deb822::{parse_paragraphs, Deb822Error, Paragraph};
+pub use dpkgdb::dpkg_db_entries;
+pub use extract::{dirs_of, package_entries, symlinks_of, ExtractOptions, ExtractedPackage};
 pub use lock::{LockInputs, LockedPackage, Lockfile};
+pub use sbom::spdx_json;
 pub use version::Version;
 
 use crate::recipe::{DebianStep, Recipe};
@@ -81,9 +90,6 @@ pub enum DebianError {
         entry: String,
         err: relation::RelationError,
     },
-    /// The seam to the `.deb` reader is not connected in this build.
-    #[error("debian step: {packages} package(s) are resolved, locked and in the cache, but turning .deb files into layer entries is not connected yet\nhint: this build of strata can lock and fetch (`strata lock`); image layers from .debs need the .deb reader")]
-    ExtractNotConnected { packages: usize },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DebianError + '_ {
@@ -324,18 +330,6 @@ pub fn ensure_lock(
 /// A fetched package: its `.deb` blob in the store and what the lock says about it.
 pub type FetchedDeb = (PathBuf, LockedPackage);
 
-/// THE SEAM to the `.deb` reader: turns one layer's fetched `.deb`s into layer entries
-/// (files, the dpkg status database, fix-ups). The build calls it once per layer group from
-/// [`layers::plan_layers`].
-///
-/// TODO(debian-deb): connect `extract` here; until then this reports that extraction is
-/// not connected (a clear error, never an empty layer).
-pub fn debs_to_layer_entries(debs: &[FetchedDeb]) -> Result<Vec<crate::layer::Entry>, DebianError> {
-    Err(DebianError::ExtractNotConnected {
-        packages: debs.len(),
-    })
-}
-
 /// A layer's name and entries.
 pub type NamedLayer = (String, Vec<crate::layer::Entry>);
 
@@ -348,12 +342,14 @@ pub struct DebianBuildOptions {
 
 /// For `strata build`: the layers of the recipe's `debian` step (None without one): the
 /// lock (see [`ensure_lock`]), every `.deb` in the store (fetched unless `--offline`), the
-/// packages grouped by `layering`, each group through [`debs_to_layer_entries`].
+/// packages grouped by `layering`, each group's `.deb`s extracted in order over the layers
+/// below, then one layer of fix-ups.
 pub fn build_layers(
     recipe_path: &Path,
     recipe: &Recipe,
     opts: &DebianBuildOptions,
     store: &Store,
+    sde: u64,
 ) -> Result<Option<Vec<NamedLayer>>, DebianError> {
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
@@ -379,24 +375,79 @@ pub fn build_layers(
         mirror.as_deref().map(|m| (&http as &dyn fetch::Fetcher, m)),
     )?;
     let packages: Vec<LockedPackage> = fetched.iter().map(|(_, p)| p.clone()).collect();
+    let arch = debian_arch(&recipe.platform)?;
+    // Large file contents are kept here, content-addressed, until the layers are written.
+    let spill = store.root().join("tmp").join("debian-spill");
+    std::fs::create_dir_all(&spill).map_err(io_err(&spill))?;
+    let mut below: Vec<crate::layer::Entry> = Vec::new();
+    let mut extracted: Vec<ExtractedPackage> = Vec::new();
     let mut out = Vec::new();
     for group in layers::plan_layers(&step.layering, &packages) {
-        let debs: Vec<FetchedDeb> = fetched
-            .iter()
-            .filter(|(_, p)| group.packages.contains(p))
-            .cloned()
-            .collect();
-        match debs_to_layer_entries(&debs) {
-            Ok(entries) => out.push((group.name, entries)),
-            Err(DebianError::ExtractNotConnected { .. }) => {
-                return Err(DebianError::ExtractNotConnected {
-                    packages: fetched.len(),
-                })
+        // One entry per path in a layer: a later package's file wins, a directory never
+        // replaces what another package put there.
+        let mut layer: BTreeMap<String, crate::layer::Entry> = BTreeMap::new();
+        for (path, pkg) in fetched.iter().filter(|(_, p)| group.packages.contains(p)) {
+            let mut lower = below.clone();
+            lower.extend(layer.values().cloned());
+            let eo = ExtractOptions {
+                sde,
+                lower_symlinks: symlinks_of(&lower),
+                lower_dirs: dirs_of(&lower),
+                spill_dir: Some(spill.clone()),
+            };
+            let x = package_entries(path, &eo).map_err(|e| DebianError::Index {
+                what: format!("{} {} ({})", pkg.name, pkg.version, pkg.filename),
+                detail: e.to_string(),
+            })?;
+            for e in &x.entries {
+                match layer.get(&e.path) {
+                    Some(old) if e.is_dir() || old.is_dir() && !e.is_dir() => {}
+                    _ => {
+                        layer.insert(e.path.clone(), e.clone());
+                    }
+                }
             }
-            Err(e) => return Err(e),
+            extracted.push(x);
+        }
+        let entries: Vec<crate::layer::Entry> = layer.into_values().collect();
+        below.extend(entries.iter().cloned());
+        out.push((group.name, entries));
+    }
+    let fixups =
+        fixup_entries(&extracted, None, arch, sde).map_err(|detail| DebianError::Index {
+            what: "image fix-ups (dpkg database, accounts, CA bundle, alternatives)".into(),
+            detail,
+        })?;
+    out.push(("dpkg-fixups".into(), fixups));
+    Ok(Some(out))
+}
+
+use crate::layer::{Entry, EntryKind};
+use crate::recipe::model::Accounts;
+
+/// Every fix-up for an image holding `pkgs`, in one sorted list: dpkg's database, the
+/// account files (base-passwd's masters merged with `accounts`), the CA bundle and the
+/// alternatives links. A directory never replaces a file or link another fix-up wrote.
+pub fn fixup_entries(
+    pkgs: &[ExtractedPackage],
+    accounts: Option<&Accounts>,
+    native_arch: &str,
+    sde: u64,
+) -> Result<Vec<Entry>, String> {
+    let mut all = dpkgdb::dpkg_db_entries(pkgs, native_arch, sde);
+    all.extend(dpkgdb::accounts_entries(pkgs, accounts, sde)?);
+    all.extend(dpkgdb::ca_entries(pkgs, sde));
+    all.extend(dpkgdb::alternatives_entries(pkgs, sde));
+    let mut by_path: BTreeMap<String, Entry> = BTreeMap::new();
+    for e in all {
+        match by_path.get(&e.path) {
+            Some(old) if matches!(e.kind, EntryKind::Dir) && !old.is_dir() => {}
+            _ => {
+                by_path.insert(e.path.clone(), e);
+            }
         }
     }
-    Ok(Some(out))
+    Ok(by_path.into_values().collect())
 }
 
 #[cfg(test)]
@@ -421,5 +472,35 @@ mod tests {
             lock_path(Path::new("recipes/python3.yaml")),
             Path::new("recipes/python3.lock")
         );
+    }
+
+    #[test]
+    fn fixups_of_fixture_packages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/debian/hostile");
+        let pkg = package_entries(
+            &dir.join("good-zst_1.0-1_amd64.deb"),
+            &ExtractOptions::default(),
+        )
+        .expect("reads");
+        let got = fixup_entries(std::slice::from_ref(&pkg), None, "amd64", 5).expect("fix-ups");
+        let paths: Vec<&str> = got.iter().map(|e| e.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(paths, sorted, "sorted, one entry per path");
+        for want in [
+            "etc/alternatives/java",
+            "usr/bin/java",
+            "usr/bin/good-tool",
+            "var/lib/dpkg/status",
+            "var/lib/dpkg/info/good-zst:amd64.list",
+            "var/lib/dpkg/info/good-zst:amd64.postinst",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        // No base-passwd, no ca-certificates, no recipe accounts: no such files.
+        assert!(!paths.contains(&"etc/passwd"));
+        assert!(!paths.contains(&"etc/ssl/certs/ca-certificates.crt"));
+        assert!(got.iter().all(|e| e.mtime == 5));
     }
 }

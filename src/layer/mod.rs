@@ -3,6 +3,7 @@
 pub mod compress;
 pub mod entry;
 pub mod pargz;
+pub mod tarin;
 pub mod writer;
 
 pub use compress::{decompressor, write_layer, Compression, LayerDigests};

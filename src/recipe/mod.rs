@@ -14,6 +14,8 @@ pub use parse::{
     check_sources, effective_source_date_epoch, load, parse_str, LoadedRecipe, RecipeError,
     SourceDateEpochError, SourceMap,
 };
-pub use resolve::{resolve_layer, FileDigester, ReadDigester};
+pub use resolve::{
+    resolve_layer, resolve_layer_with, CachedInputs, FileDigester, NoCachedInputs, ReadDigester,
+};
 pub use sourcemap::Pos;
 pub use validate::{parse_base, Base};

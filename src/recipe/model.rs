@@ -68,6 +68,7 @@ pub enum Step {
     Tar(TarStep),
     Remove(RemoveStep),
     Debian(DebianStep),
+    Python(PythonStep),
 }
 
 /// Installs Debian packages (resolved from a signed mirror index, pinned in `RECIPE.lock`)
@@ -192,6 +193,36 @@ pub struct RemoveStep {
     pub paths: Vec<String>,
     #[serde(default)]
     pub opaque: bool,
+}
+
+/// Installs pinned Python packages from wheels named in a lock file (`strata lock` writes
+/// it), without pip in the image. See docs/recipe.md, "python".
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PythonStep {
+    /// `name==version` lines (extras and markers allowed, nothing but `==`).
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// A requirements file relative to the recipe's directory, instead of `requirements`.
+    #[serde(default)]
+    pub requirements_file: Option<String>,
+    /// The image's Python: `3.11` or `3.11.4` (quoted).
+    pub python: String,
+    /// Wheel platform tag, e.g. `manylinux_2_36_x86_64`; default `manylinux_2_17_<arch>`.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// The site-packages directory in the image.
+    pub target: String,
+    /// Install prefix (scripts go to `<prefix>/bin`); derived from `target` when it is
+    /// `<prefix>/lib/python3[.N]/{site,dist}-packages`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Interpreter for generated scripts' `#!` line; default `<prefix>/bin/python3`.
+    #[serde(default)]
+    pub interpreter: Option<String>,
+    /// Lock file relative to the recipe's directory; default `<recipe stem>.python.lock`.
+    #[serde(default)]
+    pub lock: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -151,7 +151,7 @@ pub fn parse_yaml_located<T: serde::de::DeserializeOwned>(
         .map_err(|(pos, msg)| RecipeError::new(file, pos, msg, SYNTAX_HINT))?;
     Ok((value, map))
 }
-const STEP_KINDS: [&str; 6] = ["copy", "file", "dir", "symlink", "tar", "remove"];
+const STEP_KINDS: [&str; 7] = ["copy", "file", "dir", "symlink", "tar", "remove", "python"];
 
 fn serde_error(file: &Path, e: &serde_yaml::Error) -> RecipeError {
     let pos = e.location().map_or(Pos::START, |l| Pos {
@@ -324,6 +324,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::Tar(_) => "tar",
         Step::Remove(_) => "remove",
         Step::Debian(_) => "debian",
+        Step::Python(_) => "python",
     }
 }
 
@@ -490,7 +491,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
             return Err(l.error_at(
                 &format!("layers[{li}].steps"),
                 format!("layer {li} has no steps"),
-                "add at least one step (copy, file, dir, symlink, tar, remove) or remove the layer",
+                "add at least one step (copy, file, dir, symlink, tar, remove, python) or remove the layer",
             ));
         }
         for (si, step) in layer.steps.iter().enumerate() {
@@ -562,6 +563,7 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
                     debian_seen += 1;
                     validate_debian(l, &base, li, layer.steps.len(), debian_seen, d)?;
                 }
+                Step::Python(py) => crate::python::step::validate(l, &base, py)?,
             }
         }
     }
@@ -727,6 +729,10 @@ pub fn check_sources(l: &LoadedRecipe) -> Result<(), RecipeError> {
             let src = match step {
                 Step::Copy(c) => &c.src,
                 Step::Tar(t) => &t.src,
+                Step::Python(py) => {
+                    crate::python::step::check_sources(l, &step_path(li, si, step), py)?;
+                    continue;
+                }
                 _ => continue,
             };
             let path = format!("{}.src", step_path(li, si, step));

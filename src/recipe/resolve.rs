@@ -17,9 +17,10 @@ use globset::GlobMatcher;
 use rayon::prelude::*;
 
 use super::accounts::{resolve_owner, Owner};
-use super::model::{CopyStep, Step, TarStep};
+use super::model::{CopyStep, PythonStep, Step, TarStep};
 use super::parse::{expand_source, is_glob, step_mode, step_path, LoadedRecipe, RecipeError};
 use super::validate::{image_path, Problem};
+use crate::layer::tarin::{normalize_member_path, read_member, read_to_bytes};
 use crate::layer::{Content, Entry, EntryKind};
 
 /// Content digests of files on disk. The store implements it with a stat cache (like git's
@@ -35,6 +36,36 @@ pub struct ReadDigester;
 impl FileDigester for ReadDigester {
     fn sha256(&self, path: &Path, _meta: &Metadata) -> io::Result<String> {
         crate::digest::sha256_file(path).map(|(hex, _)| hex)
+    }
+}
+
+/// Inputs of steps that come from strata's cache rather than the recipe's directory: the
+/// wheels of `python` steps. The build passes the store (`crate::python::StoreWheels`).
+pub trait CachedInputs: Sync {
+    /// Files of a `python` step (image-relative paths, modes; owners and mtimes are set here).
+    fn python_entries(
+        &self,
+        loaded: &LoadedRecipe,
+        step_path: &str,
+        step: &PythonStep,
+    ) -> Result<Vec<Entry>, RecipeError>;
+}
+
+/// No cache: a `python` step is an error.
+pub struct NoCachedInputs;
+
+impl CachedInputs for NoCachedInputs {
+    fn python_entries(
+        &self,
+        loaded: &LoadedRecipe,
+        step_path: &str,
+        _step: &PythonStep,
+    ) -> Result<Vec<Entry>, RecipeError> {
+        Err(loaded.error_at(
+            step_path,
+            "a python step needs strata's cache, which this caller did not give",
+            "build the recipe with `strata build`",
+        ))
     }
 }
 
@@ -61,6 +92,17 @@ pub fn resolve_layer(
     loaded: &LoadedRecipe,
     layer_index: usize,
     digester: &dyn FileDigester,
+    sde: u64,
+) -> Result<Vec<Entry>, RecipeError> {
+    resolve_layer_with(loaded, layer_index, digester, &NoCachedInputs, sde)
+}
+
+/// [`resolve_layer`] with the cache's inputs for `python` steps.
+pub fn resolve_layer_with(
+    loaded: &LoadedRecipe,
+    layer_index: usize,
+    digester: &dyn FileDigester,
+    cached: &dyn CachedInputs,
     sde: u64,
 ) -> Result<Vec<Entry>, RecipeError> {
     let layer = loaded.recipe.layers.get(layer_index).ok_or_else(|| {
@@ -133,6 +175,11 @@ pub fn resolve_layer(
                     "a `debian` step is built from its lockfile, not resolved as files",
                     "this is a bug in the caller: build debian layers through strata::debian",
                 ));
+            }
+            Step::Python(py) => {
+                for e in cached.python_entries(loaded, &path, py)? {
+                    push(&mut staged, &path, e, Owner::default());
+                }
             }
             Step::Remove(r) => {
                 for (i, p) in r.paths.iter().enumerate() {
@@ -514,20 +561,7 @@ fn sniff(magic: &[u8]) -> Compression {
 /// A tar member path (or hard-link target) as a relative image path below `dest`; `None`
 /// for the archive root (`./`), an error for `..`.
 fn member_path(dest: &str, p: &Path) -> Result<Option<String>, String> {
-    let mut parts = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("member `{}` contains `..`", p.display()))
-            }
-        }
-    }
-    if parts.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(join(dest, &parts.join("/"))))
+    Ok(normalize_member_path(p, true)?.map(|rel| join(dest, &rel)))
 }
 
 fn tar_step(
@@ -569,89 +603,25 @@ fn tar_step(
     let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
     for member in entries {
         let mut member = member.map_err(|e| bad(e.to_string()))?;
-        let raw_path = member.path().map_err(|e| bad(e.to_string()))?.into_owned();
-        let header = member.header();
-        let et = header.entry_type();
-        if matches!(
-            et,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            continue;
-        }
-        let Some(path) = member_path(&dest, &raw_path).map_err(bad)? else {
+        let Some(m) = read_member(&mut member, &mut read_to_bytes).map_err(&bad)? else {
             continue;
         };
-        let mode = header.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
-        let ids = if t.keep_owners {
-            Some((
-                header.uid().map_err(|e| bad(e.to_string()))?,
-                header.gid().map_err(|e| bad(e.to_string()))?,
-            ))
-        } else {
-            None
+        let Some(path) = member_path(&dest, &m.raw_path).map_err(&bad)? else {
+            continue;
         };
-        let kind = match et {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut bytes = Vec::new();
-                member
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| bad(e.to_string()))?;
-                let size = bytes.len() as u64;
-                EntryKind::File {
-                    content: Content::Bytes(Arc::from(bytes)),
-                    size,
-                }
-            }
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => {
-                let target = member
-                    .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| {
-                        bad(format!("symlink `{}` has no target", raw_path.display()))
-                    })?;
-                EntryKind::Symlink {
-                    target: target.to_string_lossy().into_owned(),
-                }
-            }
-            tar::EntryType::Link => {
-                let target = member
-                    .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| {
-                        bad(format!("hard link `{}` has no target", raw_path.display()))
-                    })?;
-                let target = member_path(&dest, &target).map_err(bad)?.ok_or_else(|| {
-                    bad(format!(
-                        "hard link `{}` points at the root",
-                        raw_path.display()
-                    ))
-                })?;
-                EntryKind::Hardlink { target }
-            }
-            other => {
-                return Err(bad(format!(
-                    "member `{}` has unsupported type {other:?}",
-                    raw_path.display()
-                )))
-            }
-        };
-        let mut entry = Entry::new(
-            path,
-            kind,
-            if matches!(et, tar::EntryType::Symlink) {
-                SYMLINK_MODE
-            } else {
-                mode
-            },
-        );
+        let raw_path = m.raw_path.clone();
+        let kind = m
+            .kind
+            .into_entry_kind(|target| {
+                member_path(&dest, target)?
+                    .ok_or_else(|| format!("hard link `{}` points at the root", raw_path.display()))
+            })
+            .map_err(&bad)?;
+        let mut entry = Entry::new(path, kind, m.mode);
         owner.apply(&mut entry);
-        if let Some((uid, gid)) = ids {
-            entry.uid = uid;
-            entry.gid = gid;
+        if t.keep_owners {
+            entry.uid = m.uid;
+            entry.gid = m.gid;
         }
         staged.push(Staged {
             entry,

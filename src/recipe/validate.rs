@@ -122,13 +122,27 @@ pub enum Base {
         path: String,
         tag: Option<String>,
     },
+    /// An image in a registry, pinned by digest (`registry://HOST/REPO[:TAG]@sha256:…`).
+    Registry(crate::registry::Reference),
 }
 
-/// `scratch` or `oci:PATH[:TAG]`. A final `:x` is a tag when `x` is a valid tag without `/`.
+/// `scratch`, `oci:PATH[:TAG]` or `registry://HOST/REPO[:TAG]@sha256:DIGEST`. A final `:x`
+/// of an `oci:` base is a tag when `x` is a valid tag without `/`.
 pub fn parse_base(base: &str) -> Result<Base, Problem> {
-    let hint = "write `scratch` or `oci:PATH[:TAG]` with PATH an OCI layout directory (relative to the recipe, or absolute)";
+    let hint = "write `scratch`, `oci:PATH[:TAG]` with PATH an OCI layout directory (relative to the recipe, or absolute), or `registry://HOST/REPO:TAG@sha256:DIGEST`";
     if base == "scratch" {
         return Ok(Base::Scratch);
+    }
+    if let Some(rest) = base.strip_prefix("registry://") {
+        let r = crate::registry::Reference::parse(rest)
+            .map_err(|e| Problem::new(format!("invalid registry base: {}", e.message), e.hint))?;
+        if r.digest.is_none() {
+            return Err(Problem::new(
+                format!("the registry base `{base}` is not pinned by digest"),
+                format!("a tag can move, so strata builds only from digests: find it with `skopeo inspect --format '{{{{.Digest}}}}' docker://{r}` (or `strata pull {r} -o DIR`, which prints it) and write `registry://{r}@sha256:…`"),
+            ));
+        }
+        return Ok(Base::Registry(r));
     }
     let Some(rest) = base.strip_prefix("oci:") else {
         return Err(Problem::new(format!("unknown base `{base}`"), hint));
@@ -327,6 +341,46 @@ mod tests {
         }
         for bad in ["linux", "linux/", "/amd64", "Linux/amd64", "a/b/c/d"] {
             assert!(check_platform(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_bases() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        match parse_base(&format!("registry://127.0.0.1:5000/team/base:12@{d}")) {
+            Ok(Base::Registry(r)) => {
+                assert_eq!(
+                    (r.host.as_str(), r.repo.as_str()),
+                    ("127.0.0.1:5000", "team/base")
+                );
+                assert_eq!(
+                    (r.tag.as_deref(), r.digest.as_deref()),
+                    (Some("12"), Some(d.as_str()))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cases = [
+            (
+                "registry://127.0.0.1:5000/base:12",
+                "not pinned by digest",
+                "registry://127.0.0.1:5000/base:12@sha256:",
+            ),
+            (
+                "registry://base:12",
+                "no registry host",
+                "put the host first",
+            ),
+            (
+                "registry://h.io/Base@sha256:00",
+                "not a sha256 digest",
+                "64 lowercase hex",
+            ),
+        ];
+        for (input, msg, hint) in cases {
+            let p = parse_base(input).expect_err(input);
+            assert!(p.message.contains(msg), "{input}: {p}");
+            assert!(p.hint.contains(hint), "{input}: {p}");
         }
     }
 

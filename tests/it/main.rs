@@ -5,8 +5,11 @@
 
 mod build;
 mod debian;
+mod debian_deb;
 mod determinism;
 mod errors;
+mod python;
+mod registry;
 mod tools;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,910 @@
+//! Registry and interchange, against real parts started here: Debian's `docker-registry` on
+//! 127.0.0.1 (a child process with its own port, storage and config, killed on drop), with
+//! and without htpasswd auth; skopeo and the Docker engine as independent readers.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+const REGISTRY_BIN: &str = "docker-registry";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `docker-registry` child process on 127.0.0.1, removed with its storage on drop.
+pub struct Registry {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Registry {
+    /// Starts a registry; with `users`, it asks for basic auth checked against an
+    /// htpasswd file (bcrypt, made by `htpasswd -B`).
+    pub fn start(users: &[(&str, &str)]) -> Registry {
+        assert!(require(REGISTRY_BIN), "docker-registry is required");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: strata-integration-tests\n",
+            dir.path().join("data").display()
+        );
+        if !users.is_empty() {
+            assert!(require("htpasswd"), "htpasswd (apache2-utils) is required");
+            let file = dir.path().join("htpasswd");
+            let mut text = String::new();
+            for (u, p) in users {
+                let o = run_ok(Command::new("htpasswd").args(["-Bbn", u, p]));
+                text.push_str(stdout(&o).trim());
+                text.push('\n');
+            }
+            fs::write(&file, text).expect("htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-tests\n    path: {}\n",
+                file.display()
+            ));
+        }
+        fs::write(dir.path().join("config.yml"), config).expect("config");
+        let mut r = Registry {
+            child: None,
+            port,
+            dir,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("log");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("docker-registry exited ({st}):\n{}", self.log());
+                }
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not answer on port {}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Kills the process (SIGKILL, by PID) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Removes a Docker image on drop, pass or fail.
+pub struct DockerImage(pub String);
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// Builds the example into `out` and returns its digest.
+fn build_hello(sb: &Sandbox) -> (PathBuf, String) {
+    let out = sb.path("out");
+    let d = sb.build(&repo().join("recipes/hello.yaml"), &out, &[]);
+    (out, d)
+}
+
+fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    let o = run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(extra)
+            .arg(reference),
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    v["Digest"].as_str().expect("Digest").to_string()
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+fn actions(report: &serde_json::Value) -> Vec<String> {
+    report["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["action"].as_str().expect("action").to_string())
+        .collect()
+}
+
+#[test]
+fn push_agrees_with_skopeo_and_docker_pull() {
+    if !require("skopeo") || !require("docker") {
+        return;
+    }
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let repo_name = unique("strata-it/hello");
+    let target = format!("{}/{repo_name}:v1", reg.host());
+    let o = run_ok(
+        sb.strata()
+            .args(["push", "--json", "--tag", "also"])
+            .arg(&out)
+            .arg(&target),
+    );
+    let rep = json_of(&o);
+    assert_eq!(rep["digest"], digest.as_str());
+    assert_eq!(rep["tags"], serde_json::json!(["v1", "also"]));
+    assert!(actions(&rep).iter().all(|a| a == "uploaded"), "{rep}");
+    for tag in ["v1", "also"] {
+        let r = format!("docker://{}/{repo_name}:{tag}", reg.host());
+        assert_eq!(skopeo_digest(&r, &["--tls-verify=false"]), digest, "{r}");
+    }
+
+    // A second push finds every blob present.
+    let o = run_ok(sb.strata().args(["push", "--json"]).arg(&out).arg(&target));
+    assert!(actions(&json_of(&o)).iter().all(|a| a == "present"));
+
+    // Chunked uploads (every blob above 100 bytes) give the same image.
+    let chunked = format!("{}/{}:c", reg.host(), unique("strata-it/chunked"));
+    let o = run_ok(
+        sb.strata()
+            .args(["push", "--json", "--chunk-size", "100"])
+            .arg(&out)
+            .arg(&chunked),
+    );
+    let rep = json_of(&o);
+    assert!(actions(&rep).iter().any(|a| a == "chunked"), "{rep}");
+    assert_eq!(
+        skopeo_digest(&format!("docker://{chunked}"), &["--tls-verify=false"]),
+        digest
+    );
+
+    // Cross-repository mount from the first repository.
+    let mounted = format!("{}/{}:m", reg.host(), unique("strata-it/mounted"));
+    let o = run_ok(
+        sb.strata()
+            .args(["push", "--json", "--mount-from", &repo_name])
+            .arg(&out)
+            .arg(&mounted),
+    );
+    let rep = json_of(&o);
+    assert!(actions(&rep).iter().all(|a| a == "mounted"), "{rep}");
+    assert_eq!(
+        skopeo_digest(&format!("docker://{mounted}"), &["--tls-verify=false"]),
+        digest
+    );
+
+    // The Docker engine allows 127.0.0.0/8 registries over HTTP and agrees on the digest.
+    let image = DockerImage(target.clone());
+    run_ok(Command::new("docker").args(["pull", "-q", &image.0]));
+    let o = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image.0,
+    ]));
+    let want = format!("{}/{repo_name}@{digest}", reg.host());
+    assert!(stdout(&o).contains(&want), "{} lacks {want}", stdout(&o));
+    let o = run_ok(Command::new("docker").args(["run", "--rm", "--network", "none", &image.0]));
+    assert_eq!(stdout(&o), "Hello from strata!\ncmd-from-recipe\n");
+}
+
+#[test]
+fn pull_reads_what_skopeo_pushed() {
+    if !require("skopeo") {
+        return;
+    }
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    // As pushed (OCI manifest) and converted by skopeo to a Docker schema 2 manifest.
+    for (name, extra) in [("oci", &[][..]), ("v2s2", &["--format", "v2s2"][..])] {
+        let target = format!("{}/{}:{name}", reg.host(), unique("skopeo/hello"));
+        run_ok(
+            Command::new("skopeo")
+                .arg("copy")
+                .arg("--dest-tls-verify=false")
+                .args(extra)
+                .arg(format!("oci:{}:latest", out.display()))
+                .arg(format!("docker://{target}")),
+        );
+        let pushed = skopeo_digest(&format!("docker://{target}"), &["--tls-verify=false"]);
+        if name == "oci" {
+            assert_eq!(pushed, digest, "skopeo kept the manifest as it was");
+        }
+        let dest = sb.path(&format!("pulled-{name}"));
+        let o = run_ok(sb.strata().arg("pull").arg(&target).arg("-o").arg(&dest));
+        assert_eq!(stdout(&o).trim(), pushed, "{name}");
+        let o = run_ok(sb.strata().arg("verify").arg(&dest));
+        assert!(stdout(&o).contains(", 0 problems"), "{}", stdout(&o));
+        if name == "oci" {
+            assert_eq!(
+                skopeo_digest(&format!("oci:{}:{name}", dest.display()), &[]),
+                pushed
+            );
+        } else {
+            // The Docker manifest is kept byte for byte (its digest is what was pulled);
+            // skopeo's oci: transport lists only OCI-typed entries, so strata reads it back.
+            let o = run_ok(sb.strata().args(["inspect", "--json"]).arg(&dest));
+            let v = json_of(&o);
+            assert_eq!(v["manifest_digest"], pushed.as_str());
+            assert_eq!(v["config"]["Entrypoint"][0], "/usr/bin/hello");
+        }
+        // Pulling again fetches nothing new.
+        let o = run_ok(
+            sb.strata()
+                .args(["pull", "--json"])
+                .arg(&target)
+                .arg("-o")
+                .arg(&dest),
+        );
+        let v = json_of(&o);
+        assert_eq!(v["pull"]["fetched"], 1, "only the manifest: {v}");
+    }
+}
+
+#[test]
+fn load_hands_the_image_to_the_engine() {
+    if !require("docker") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let tag = unique("strata-load");
+    let image = DockerImage(format!("{tag}:it"));
+    let o = run_ok(
+        sb.strata()
+            .args(["load", "--json", "--tag", &image.0])
+            .arg(&out),
+    );
+    let v = json_of(&o);
+    assert_eq!(v["repo_tag"], image.0.as_str());
+    assert_eq!(v["manifest_digest"], digest.as_str());
+    let o =
+        run_ok(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &image.0]));
+    assert_eq!(stdout(&o).trim(), v["image_id"].as_str().expect("id"));
+    let o = run_ok(Command::new("docker").args(["run", "--rm", "--network", "none", &image.0]));
+    assert_eq!(stdout(&o), "Hello from strata!\ncmd-from-recipe\n");
+
+    // A DOCKER_HOST that is not a unix socket is refused with a hint.
+    let o = run(sb
+        .strata()
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .arg("load")
+        .arg(&out));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("hint: set DOCKER_HOST=unix://"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn htpasswd_registry_needs_credentials_and_never_shows_them() {
+    if !require("skopeo") {
+        return;
+    }
+    let secret = "s3cr:et-pw";
+    let reg = Registry::start(&[("ci", secret)]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let target = format!("{}/{}:v1", reg.host(), unique("auth/hello"));
+    let empty_docker_config = sb.path("no-docker-config");
+    fs::create_dir_all(&empty_docker_config).expect("dir");
+
+    // No credentials: refused, with a hint on how to log in.
+    let o = run(sb
+        .strata()
+        .env_remove("STRATA_REGISTRY_AUTH")
+        .env("DOCKER_CONFIG", &empty_docker_config)
+        .arg("push")
+        .arg(&out)
+        .arg(&target));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("STRATA_REGISTRY_AUTH"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Wrong password: refused, and the password is nowhere in the output.
+    let o = run(sb
+        .strata()
+        .env("STRATA_REGISTRY_AUTH", "ci:wrong-pw-xyz")
+        .arg("push")
+        .arg(&out)
+        .arg(&target));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("wrong-pw-xyz") && !stdout(&o).contains("wrong-pw-xyz"));
+
+    // STRATA_REGISTRY_AUTH (password with a colon).
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_REGISTRY_AUTH", format!("ci:{secret}"))
+            .arg("push")
+            .arg(&out)
+            .arg(&target),
+    );
+    assert_eq!(stdout(&o).trim(), digest);
+    assert!(!stderr(&o).contains(secret));
+    let creds = format!("--creds=ci:{secret}");
+    assert_eq!(
+        skopeo_digest(
+            &format!("docker://{target}"),
+            &["--tls-verify=false", &creds]
+        ),
+        digest
+    );
+
+    // ~/.docker/config.json `auths` (base64 USER:PASSWORD), found through DOCKER_CONFIG.
+    let docker_config = sb.path("docker-config");
+    fs::create_dir_all(&docker_config).expect("dir");
+    let b64 = {
+        use std::process::Stdio;
+        let mut c = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("base64");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("ci:{secret}").as_bytes())
+            .expect("write");
+        stdout(&c.wait_with_output().expect("base64"))
+    };
+    fs::write(
+        docker_config.join("config.json"),
+        format!(
+            r#"{{"auths":{{"http://{}":{{"auth":"{b64}"}}}}}}"#,
+            reg.host()
+        ),
+    )
+    .expect("config");
+    let dest = sb.path("pulled");
+    let o = run_ok(
+        sb.strata()
+            .env_remove("STRATA_REGISTRY_AUTH")
+            .env("DOCKER_CONFIG", &docker_config)
+            .arg("pull")
+            .arg(&target)
+            .arg("-o")
+            .arg(&dest),
+    );
+    assert_eq!(stdout(&o).trim(), digest);
+
+    // A credential helper (credHelpers), run as docker-credential-NAME get.
+    let bin = sb.path("bin");
+    fs::create_dir_all(&bin).expect("bin");
+    let helper = bin.join("docker-credential-strata-test");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\n[ \"$host\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{{\"ServerURL\":\"'\"$host\"'\",\"Username\":\"ci\",\"Secret\":\"{secret}\"}}'\n",
+            reg.host()
+        ),
+    )
+    .expect("helper");
+    run_ok(Command::new("chmod").arg("755").arg(&helper));
+    fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"strata-test"}}}}"#, reg.host()),
+    )
+    .expect("config");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run_ok(
+        sb.strata()
+            .env_remove("STRATA_REGISTRY_AUTH")
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("PATH", path)
+            .args(["push", "--json"])
+            .arg(&out)
+            .arg(format!("{}/{}:helper", reg.host(), unique("auth/helper"))),
+    );
+    assert_eq!(json_of(&o)["digest"], digest.as_str());
+}
+
+#[test]
+fn index_push_and_pull() {
+    if !require("skopeo") {
+        return;
+    }
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    // Wrap the image in an index, as a multi-platform image would be.
+    let manifest_size = fs::metadata(
+        out.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .expect("manifest")
+    .len();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": manifest_size,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        }],
+    });
+    let bytes = serde_json::to_vec(&index).expect("json");
+    let index_digest = format!("sha256:{}", strata::digest::sha256_hex(&bytes));
+    fs::write(
+        out.join("blobs/sha256")
+            .join(index_digest.trim_start_matches("sha256:")),
+        &bytes,
+    )
+    .expect("index blob");
+    let layout_index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest,
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    fs::write(
+        out.join("index.json"),
+        serde_json::to_vec(&layout_index).expect("json"),
+    )
+    .expect("index.json");
+
+    let target = format!("{}/{}:multi", reg.host(), unique("index/hello"));
+    let o = run_ok(
+        sb.strata()
+            .args(["push", "--json"])
+            .arg(format!("oci:{}:multi", out.display()))
+            .arg(&target),
+    );
+    let rep = json_of(&o);
+    assert_eq!(rep["digest"], index_digest.as_str());
+    assert_eq!(rep["manifests"], 2);
+    let o = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    assert_eq!(o.stdout, bytes, "the registry serves the index as pushed");
+    assert_eq!(
+        skopeo_digest(&format!("docker://{target}"), &["--tls-verify=false"]),
+        index_digest
+    );
+    // The child manifest is there by digest.
+    assert_eq!(
+        skopeo_digest(
+            &format!(
+                "docker://{}@{digest}",
+                target.rsplit_once(':').expect("tag").0
+            ),
+            &["--tls-verify=false"]
+        ),
+        digest
+    );
+
+    let dest = sb.path("pulled");
+    let o = run_ok(sb.strata().arg("pull").arg(&target).arg("-o").arg(&dest));
+    assert_eq!(stdout(&o).trim(), index_digest);
+    let o = run_ok(sb.strata().arg("verify").arg(&dest));
+    assert!(stdout(&o).contains(", 0 problems"), "{}", stdout(&o));
+    let o = run_ok(sb.strata().args(["inspect", "--json"]).arg(&dest));
+    assert_eq!(json_of(&o)["manifest_digest"], digest.as_str());
+}
+
+fn write_base_recipe(dir: &Path, base: &str) -> PathBuf {
+    fs::create_dir_all(dir).expect("dir");
+    let recipe = dir.join("on-registry.yaml");
+    fs::write(
+        &recipe,
+        format!(
+            "name: on-registry\ntag: latest\nbase: {base}\nlayers:\n  - name: extra\n    steps:\n      - file: {{path: /etc/extra, content: \"from the registry base\\n\"}}\nconfig:\n  cmd: [\"built-on-a-registry-base\"]\n"
+        ),
+    )
+    .expect("recipe");
+    recipe
+}
+
+#[test]
+fn registry_base_is_pinned_cached_and_builds_offline() {
+    let mut reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let base_repo = unique("bases/hello");
+    let base_ref = format!("{}/{base_repo}:v1", reg.host());
+    run_ok(sb.strata().arg("push").arg(&out).arg(&base_ref));
+
+    // Unpinned: refused before any network, with the digest to pin in the hint.
+    let recipe = write_base_recipe(&sb.path("r1"), &format!("registry://{base_ref}"));
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&recipe)
+        .arg("-o")
+        .arg(sb.path("x")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not pinned by digest"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("skopeo inspect"), "{}", stderr(&o));
+
+    let recipe = write_base_recipe(&sb.path("r2"), &format!("registry://{base_ref}@{digest}"));
+    let pushed_ref = format!("{}/{}:built", reg.host(), unique("apps/on-registry"));
+    let o = run_ok(
+        sb.strata()
+            .args(["build", "--json"])
+            .arg(&recipe)
+            .arg("-o")
+            .arg(sb.path("built"))
+            .arg("--push")
+            .arg(&pushed_ref),
+    );
+    let v = json_of(&o);
+    let built = v["manifest_digest"].as_str().expect("digest").to_string();
+    assert_eq!(v["push"]["digest"], built.as_str());
+    // The base's blobs were mounted from the base's repository, the new ones uploaded.
+    let acts = actions(&v["push"]);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "mounted").count(),
+        3,
+        "{acts:?}"
+    );
+    let o = run_ok(
+        sb.strata()
+            .args(["inspect", "--json"])
+            .arg(sb.path("built")),
+    );
+    let info = json_of(&o);
+    assert_eq!(
+        info["annotations"]["org.opencontainers.image.base.digest"],
+        digest.as_str()
+    );
+    assert_eq!(info["layers"].as_array().map(Vec::len), Some(4));
+
+    // With the registry gone, the cached base still builds, to the same digest.
+    reg.kill();
+    let again = sb.build(&recipe, &sb.path("offline"), &[]);
+    assert_eq!(again, built);
+
+    // A wrong digest for the tag is caught (the registry is back, the cache lacks it).
+    reg.restart();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let recipe = write_base_recipe(&sb.path("r3"), &format!("registry://{base_ref}@{wrong}"));
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&recipe)
+        .arg("-o")
+        .arg(sb.path("y")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("MANIFEST_UNKNOWN") || stderr(&o).contains("404"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn plain_http_needs_insecure_off_loopback() {
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    // The machine's own name resolves to a loopback address, yet is not written as one:
+    // strata treats it as a remote registry.
+    let o = run_ok(&mut Command::new("hostname"));
+    let name = stdout(&o).trim().to_string();
+    assert!(!name.is_empty() && name != "localhost");
+    let target = format!("{name}:{}/{}:v1", reg.port, unique("insecure/hello"));
+    let o = run(sb.strata().arg("push").arg(&out).arg(&target));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pass --insecure"), "{}", stderr(&o));
+    let resolves_here = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), reg.port))
+        .map(|mut a| a.any(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST))
+        .unwrap_or(false);
+    if resolves_here {
+        let o = run_ok(
+            sb.strata()
+                .args(["push", "--insecure"])
+                .arg(&out)
+                .arg(&target),
+        );
+        assert_eq!(stdout(&o).trim(), digest);
+    }
+}
+
+/// A TCP proxy in front of the registry that kills it (by PID) once `kill_after` bytes of
+/// requests went through, and starts it again `down_for` later on the same port and
+/// storage. With `at_request_start`, the kill waits for the start of the next PATCH (the
+/// registry then holds whole chunks only, so the upload can be resumed); otherwise it
+/// falls in the middle of a request.
+struct KillingProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    killed: Arc<AtomicBool>,
+    restarted: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl KillingProxy {
+    fn start(
+        reg: Arc<Mutex<Registry>>,
+        kill_after: u64,
+        at_request_start: bool,
+        down_for: Duration,
+    ) -> KillingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let upstream = reg.lock().expect("lock").port;
+        let stop = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
+        let restarted = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, killed2, restarted2) = (stop.clone(), killed.clone(), restarted.clone());
+        let accept = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue; // the registry is down: the client sees the connection close
+                };
+                let (mut c_read, mut s_write) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut s_read, mut c_write) = (server, client);
+                let (sent, reg, killed, restarted) = (
+                    sent.clone(),
+                    reg.clone(),
+                    killed2.clone(),
+                    restarted2.clone(),
+                );
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let at_start = buf[..n].starts_with(b"PATCH ");
+                        let before = sent.load(Ordering::SeqCst);
+                        let due = if at_request_start {
+                            before >= kill_after && at_start
+                        } else {
+                            before + n as u64 >= kill_after
+                        };
+                        let trigger = due && !killed.swap(true, Ordering::SeqCst);
+                        // Killing at a request's start: that request never reaches it.
+                        if !(trigger && at_request_start) {
+                            if s_write.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            sent.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        if trigger {
+                            reg.lock().expect("lock").kill();
+                            let (reg, restarted) = (reg.clone(), restarted.clone());
+                            thread::spawn(move || {
+                                thread::sleep(down_for);
+                                reg.lock().expect("lock").restart();
+                                restarted.store(true, Ordering::SeqCst);
+                            });
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Both);
+                    let _ = c_read.shutdown(std::net::Shutdown::Both);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        KillingProxy {
+            port,
+            stop,
+            killed,
+            restarted,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for KillingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bytes from a fixed-seed xorshift generator: incompressible, the same on every run.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn push_survives_a_registry_killed_mid_upload() {
+    if !require("skopeo") {
+        return;
+    }
+    let reg = Arc::new(Mutex::new(Registry::start(&[])));
+    let sb = Sandbox::new();
+    let ctx = sb.path("big");
+    fs::create_dir_all(&ctx).expect("dir");
+    fs::write(ctx.join("noise.bin"), noise(24 << 20)).expect("noise");
+    let recipe = ctx.join("big.yaml");
+    fs::write(
+        &recipe,
+        "name: big\nlayers:\n  - name: noise\n    steps:\n      - copy: {src: noise.bin, dest: /noise.bin}\n",
+    )
+    .expect("recipe");
+    let out = sb.path("out");
+    let digest = sb.build(&recipe, &out, &[]);
+
+    // Killed after 6 MiB of requests (mid-way through the 24 MiB layer, sent in 1 MiB
+    // chunks), back 1.5 s later: once in the middle of a chunk (the upload resumes, or starts
+    // over when the registry refuses the cut chunk), once between chunks (it resumes).
+    let repo_name = unique("fault/big");
+    for (tag, at_request_start, counter) in [("mid", false, "either"), ("between", true, "resumed")]
+    {
+        let proxy = KillingProxy::start(
+            reg.clone(),
+            6 << 20,
+            at_request_start,
+            Duration::from_millis(1500),
+        );
+        let via_proxy = format!("127.0.0.1:{}/{repo_name}-{tag}:v1", proxy.port);
+        let o = run_ok(
+            sb.strata()
+                .args(["push", "--json", "--chunk-size", &(1u64 << 20).to_string()])
+                .arg(&out)
+                .arg(&via_proxy),
+        );
+        assert!(
+            proxy.killed.load(Ordering::SeqCst),
+            "{tag}: the registry was never killed"
+        );
+        assert!(
+            proxy.restarted.load(Ordering::SeqCst),
+            "{tag}: the registry was never restarted"
+        );
+        drop(proxy);
+        let rep = json_of(&o);
+        assert_eq!(rep["digest"], digest.as_str());
+        let big = rep["blobs"]
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .max_by_key(|b| b["size"].as_u64())
+            .expect("big blob")
+            .clone();
+        eprintln!("{tag}: big blob after the fault: {big}");
+        assert_eq!(big["action"], "chunked", "{rep}");
+        let count = |k: &str| big[k].as_u64().unwrap_or(0);
+        match counter {
+            // Depending on how much of the cut chunk reached the disk, the registry resumes
+            // or refuses and the blob starts over; either must end complete.
+            "either" => assert!(count("resumed") + count("restarted") > 0, "{tag}: {rep}"),
+            c => assert!(count(c) > 0, "{tag}: expected the upload to be {c}: {rep}"),
+        }
+        check_complete(
+            &sb,
+            &reg.lock().expect("lock").host(),
+            &format!("{repo_name}-{tag}"),
+            &digest,
+        );
+    }
+}
+
+/// Straight from the registry: the image is complete and every blob verifies.
+fn check_complete(sb: &Sandbox, direct: &str, repo_name: &str, digest: &str) {
+    let target = format!("docker://{direct}/{repo_name}:v1");
+    assert_eq!(skopeo_digest(&target, &["--tls-verify=false"]), digest);
+    let dest = sb.path(&format!("pulled-{}", repo_name.replace('/', "-")));
+    let o = run_ok(
+        sb.strata()
+            .arg("pull")
+            .arg(format!("{direct}/{repo_name}:v1"))
+            .arg("-o")
+            .arg(&dest),
+    );
+    assert_eq!(stdout(&o).trim(), digest);
+    let o = run_ok(sb.strata().arg("verify").arg(&dest));
+    assert!(stdout(&o).contains(", 0 problems"), "{}", stdout(&o));
+}
