@@ -527,7 +527,11 @@ fn bad_debian_steps_point_at_the_place() {
     );
     let o = run(sb.strata().arg("lock").arg(&r));
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no `debian` or `python` step"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no `debian` or `python` step"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
