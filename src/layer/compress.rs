@@ -11,7 +11,9 @@ use super::pargz::ParGzWriter;
 use super::writer::write_tar;
 use crate::digest::HashingWriter;
 
-pub const GZIP_LEVEL: u32 = 6;
+/// zlib-rs level 4: layers about the size other builders' default gzip writes (level 6 of
+/// Go's compress/gzip), for about 30% less CPU than zlib-rs level 6.
+pub const GZIP_LEVEL: u32 = 4;
 pub const ZSTD_LEVEL: i32 = 3;
 /// Version of the pinned gzip backend (kept equal to the `=` pin in Cargo.toml; a test checks).
 pub const ZLIB_RS_VERSION: &str = "0.6.8";
@@ -32,7 +34,7 @@ impl Compression {
         }
     }
 
-    /// Backend, version-relevant settings and level, e.g. `gzip/zlib-rs-0.6.8/6/blocks-1024k`.
+    /// Backend, version-relevant settings and level, e.g. `gzip/zlib-rs-0.6.8/4/blocks-1024k`.
     pub fn compressor_id(self) -> String {
         match self {
             Compression::Gzip => format!(
@@ -163,7 +165,7 @@ mod tests {
         assert!(lock.contains(&locked), "Cargo.lock must hold {locked}");
         assert_eq!(
             Compression::Gzip.compressor_id(),
-            format!("gzip/zlib-rs-{ZLIB_RS_VERSION}/6/blocks-1024k")
+            format!("gzip/zlib-rs-{ZLIB_RS_VERSION}/4/blocks-1024k")
         );
     }
 
