@@ -908,3 +908,175 @@ fn check_complete(sb: &Sandbox, direct: &str, repo_name: &str, digest: &str) {
     let o = run_ok(sb.strata().arg("verify").arg(&dest));
     assert!(stdout(&o).contains(", 0 problems"), "{}", stdout(&o));
 }
+
+/// A unix-socket proxy to the Docker engine that records each request line and rewrites
+/// the API version in request paths from `from` to `to` (same length). testcontainers'
+/// Docker client (bollard) asks for API 1.53 without negotiating; Docker 20.10 serves at
+/// most 1.41 and refuses newer versions outright, so the requests are pinned to 1.41 here.
+struct EngineProxy {
+    dir: tempfile::TempDir,
+    stop: Arc<AtomicBool>,
+    requests: Arc<Mutex<Vec<String>>>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn start(engine: PathBuf, from: &'static [u8], to: &'static [u8]) -> EngineProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        assert_eq!(from.len(), to.len());
+        let dir = tempfile::tempdir().expect("tmp");
+        let listener = UnixListener::bind(dir.path().join("docker.sock")).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, requests2) = (stop.clone(), requests.clone());
+        let accept = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = UnixStream::connect(&engine) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut s_read, mut c_write) = (server, client);
+                let requests = requests2.clone();
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &mut buf[..n];
+                        if let Some(at) = chunk.windows(from.len()).position(|w| w == from) {
+                            chunk[at..at + to.len()].copy_from_slice(to);
+                        }
+                        if chunk.first().is_some_and(u8::is_ascii_uppercase) {
+                            if let Some(line) = chunk.split(|b| *b == b'\r').next() {
+                                requests
+                                    .lock()
+                                    .expect("lock")
+                                    .push(String::from_utf8_lossy(line).into_owned());
+                            }
+                        }
+                        if s_write.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        EngineProxy {
+            dir,
+            stop,
+            requests,
+            accept: Some(accept),
+        }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const TC_IMAGE_ENV: &str = "STRATA_IT_TESTCONTAINERS_IMAGE";
+
+/// Loads the example with `strata load`, then runs it with the testcontainers crate (in a
+/// child process of this test binary, whose DOCKER_HOST points at the version-pinning
+/// proxy) and checks its output. Nothing is pulled: there is no registry to pull from.
+#[test]
+fn testcontainers_runs_a_strata_image() {
+    if !require("docker") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let (out, _) = build_hello(&sb);
+    let image = DockerImage(format!("{}:tc", unique("strata-testcontainers")));
+    run_ok(sb.strata().args(["load", "--tag", &image.0]).arg(&out));
+    let engine = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+    let proxy = EngineProxy::start(engine, b"/v1.53/", b"/v1.41/");
+    let exe = std::env::current_exe().expect("test binary");
+    let o = run(Command::new(exe)
+        .args([
+            "--exact",
+            "registry::testcontainers_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DOCKER_HOST", proxy.docker_host())
+        .env(TC_IMAGE_ENV, &image.0));
+    let requests = proxy.requests.lock().expect("lock").clone();
+    assert!(
+        o.status.success() && stdout(&o).contains("1 passed"),
+        "testcontainers run failed:\n{}\n{}\nrequests: {requests:#?}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        requests.iter().any(|r| r.contains("/containers/create")),
+        "{requests:#?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.contains("/images/create")),
+        "testcontainers tried to pull: {requests:#?}"
+    );
+    // testcontainers removed its container.
+    let o = run_ok(Command::new("docker").args([
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("ancestor={}", image.0),
+    ]));
+    assert_eq!(stdout(&o).trim(), "", "containers left behind");
+}
+
+/// The testcontainers half of `testcontainers_runs_a_strata_image`, run only by it (it needs
+/// the image it loaded and the DOCKER_HOST it sets).
+#[test]
+#[ignore = "run by testcontainers_runs_a_strata_image"]
+fn testcontainers_child() {
+    use testcontainers::core::WaitFor;
+    use testcontainers::runners::SyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    let image = std::env::var(TC_IMAGE_ENV).expect("run by testcontainers_runs_a_strata_image");
+    let (name, tag) = image.rsplit_once(':').expect("name:tag");
+    let container = GenericImage::new(name, tag)
+        .with_wait_for(WaitFor::message_on_stdout("Hello from strata!"))
+        .with_cmd(["from-testcontainers"])
+        .with_network("none")
+        .start()
+        .expect("starting the strata image with testcontainers");
+    let out = container.stdout_to_vec().expect("stdout");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "Hello from strata!\nfrom-testcontainers\n"
+    );
+}
