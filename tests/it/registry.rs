@@ -33,6 +33,11 @@ impl Registry {
     /// Starts a registry; with `users`, it asks for basic auth checked against an
     /// htpasswd file (bcrypt, made by `htpasswd -B`).
     pub fn start(users: &[(&str, &str)]) -> Registry {
+        Registry::start_with(users, None)
+    }
+
+    /// `auth_yaml`: an `auth:` section to use instead of htpasswd.
+    pub fn start_with(users: &[(&str, &str)], auth_yaml: Option<&str>) -> Registry {
         assert!(require(REGISTRY_BIN), "docker-registry is required");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -54,6 +59,9 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: strata-tests\n    path: {}\n",
                 file.display()
             ));
+        }
+        if let Some(a) = auth_yaml {
+            config.push_str(a);
         }
         fs::write(dir.path().join("config.yml"), config).expect("config");
         let mut r = Registry {
@@ -1079,4 +1087,267 @@ fn testcontainers_child() {
         String::from_utf8_lossy(&out),
         "Hello from strata!\nfrom-testcontainers\n"
     );
+}
+
+/// A token server for the registry's `auth: token` mode: answers `GET /token` for the user
+/// it knows with a JWT signed (RS256, by `openssl dgst`) with a key whose self-signed
+/// certificate is the registry's root bundle, granting the scopes asked for.
+struct TokenServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+    issued: Arc<AtomicU64>,
+}
+
+const TOKEN_SERVICE: &str = "strata-test-registry";
+const TOKEN_ISSUER: &str = "strata-test-issuer";
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(h, 16) {
+                    Ok(v) => out.push(v),
+                    Err(_) => out.extend_from_slice(&b[i..i + 3]),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    /// Writes `token.key` and `token.crt` into `dir` and starts serving.
+    fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        assert!(require("openssl"), "openssl is required");
+        let key = dir.join("token.key");
+        let crt = dir.join("token.crt");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=strata-test-token",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt),
+        );
+        let der = run_ok(
+            Command::new("openssl")
+                .args(["x509", "-outform", "DER", "-in"])
+                .arg(&crt),
+        )
+        .stdout;
+        let x5c = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(der)
+        };
+        let expected_auth = {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let issued = Arc::new(AtomicU64::new(0));
+        let (stop2, issued2) = (stop.clone(), issued.clone());
+        let user = user.to_string();
+        let accept = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let mut conn = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read_exact(&mut byte).is_ok() {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected_auth
+                    })
+                });
+                let (status, body) = if !authorized {
+                    (
+                        "401 Unauthorized",
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                            .to_string(),
+                    )
+                } else {
+                    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                    let mut access = Vec::new();
+                    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                        if k != "scope" {
+                            continue;
+                        }
+                        let scope = url_decode(v);
+                        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                        if parts.len() == 3 {
+                            access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                        }
+                    }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    let n = issued2.fetch_add(1, Ordering::SeqCst);
+                    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                    let claims = serde_json::json!({
+                        "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+                        "exp": now + 300, "nbf": now - 10, "iat": now - 10,
+                        "jti": format!("strata-test-{n}"), "access": access,
+                    });
+                    let signing_input = format!(
+                        "{}.{}",
+                        b64url(header.to_string().as_bytes()),
+                        b64url(claims.to_string().as_bytes())
+                    );
+                    let mut child = Command::new("openssl")
+                        .args(["dgst", "-sha256", "-sign"])
+                        .arg(&key)
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .expect("openssl dgst");
+                    child
+                        .stdin
+                        .take()
+                        .expect("stdin")
+                        .write_all(signing_input.as_bytes())
+                        .expect("sign input");
+                    let sig = child.wait_with_output().expect("signature").stdout;
+                    let token = format!("{signing_input}.{}", b64url(&sig));
+                    (
+                        "200 OK",
+                        serde_json::json!({"token": token, "expires_in": 300}).to_string(),
+                    )
+                };
+                let resp = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = conn.write_all(resp.as_bytes());
+            }
+        });
+        TokenServer {
+            port,
+            stop,
+            accept: Some(accept),
+            issued,
+        }
+    }
+
+    fn auth_yaml(&self, dir: &Path) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.port,
+            dir.join("token.crt").display()
+        )
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn token_server_registry_uses_bearer_tokens() {
+    if !require("skopeo") {
+        return;
+    }
+    let keys = tempfile::tempdir().expect("tmp");
+    let secret = "t0ken-pw";
+    let tokens = TokenServer::start(keys.path(), "ci", secret);
+    let reg = Registry::start_with(&[], Some(&tokens.auth_yaml(keys.path())));
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let no_config = sb.path("no-docker-config");
+    fs::create_dir_all(&no_config).expect("dir");
+    let target = format!("{}/{}:v1", reg.host(), unique("token/hello"));
+
+    // No credentials: the token server refuses, and the error says how to log in.
+    let o = run(sb
+        .strata()
+        .env_remove("STRATA_REGISTRY_AUTH")
+        .env("DOCKER_CONFIG", &no_config)
+        .arg("push")
+        .arg(&out)
+        .arg(&target));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("token server"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("STRATA_REGISTRY_AUTH"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_REGISTRY_AUTH", format!("ci:{secret}"))
+            .env("DOCKER_CONFIG", &no_config)
+            .args(["push", "--json"])
+            .arg(&out)
+            .arg(&target),
+    );
+    assert_eq!(json_of(&o)["digest"], digest.as_str());
+    assert!(!stderr(&o).contains(secret));
+    assert!(tokens.issued.load(Ordering::SeqCst) > 0);
+    let creds = format!("--creds=ci:{secret}");
+    assert_eq!(
+        skopeo_digest(
+            &format!("docker://{target}"),
+            &["--tls-verify=false", &creds]
+        ),
+        digest
+    );
+    let dest = sb.path("pulled");
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_REGISTRY_AUTH", format!("ci:{secret}"))
+            .arg("pull")
+            .arg(&target)
+            .arg("-o")
+            .arg(&dest),
+    );
+    assert_eq!(stdout(&o).trim(), digest);
 }
