@@ -700,9 +700,7 @@ fn plain_http_needs_insecure_off_loopback() {
 
 /// A TCP proxy in front of the registry that kills it (by PID) once `kill_after` bytes of
 /// requests went through, and starts it again `down_for` later on the same port and
-/// storage. With `at_request_start`, the kill waits for the start of the next PATCH (the
-/// registry then holds whole chunks only, so the upload can be resumed); otherwise it
-/// falls in the middle of a request.
+/// storage (see `KillWhen`).
 struct KillingProxy {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -711,13 +709,36 @@ struct KillingProxy {
     accept: Option<thread::JoinHandle<()>>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KillWhen {
+    /// In the middle of a request, once `kill_after` request bytes went through.
+    MidRequest,
+    /// At the start of the next PATCH after `kill_after` request bytes (the registry then
+    /// holds whole chunks only, so the upload can be resumed).
+    RequestStart,
+    /// In the middle of a response, once `kill_after` response bytes went through.
+    MidResponse,
+}
+
+/// Kills the registry now and starts it again `down_for` later, in the background.
+fn kill_and_restart(reg: &Arc<Mutex<Registry>>, restarted: &Arc<AtomicBool>, down_for: Duration) {
+    reg.lock().expect("lock").kill();
+    let (reg, restarted) = (reg.clone(), restarted.clone());
+    thread::spawn(move || {
+        thread::sleep(down_for);
+        reg.lock().expect("lock").restart();
+        restarted.store(true, Ordering::SeqCst);
+    });
+}
+
 impl KillingProxy {
     fn start(
         reg: Arc<Mutex<Registry>>,
         kill_after: u64,
-        at_request_start: bool,
+        when: KillWhen,
         down_for: Duration,
     ) -> KillingProxy {
+        let at_request_start = when == KillWhen::RequestStart;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -726,6 +747,7 @@ impl KillingProxy {
         let killed = Arc::new(AtomicBool::new(false));
         let restarted = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
         let (stop2, killed2, restarted2) = (stop.clone(), killed.clone(), restarted.clone());
         let accept = thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
@@ -751,6 +773,12 @@ impl KillingProxy {
                     killed2.clone(),
                     restarted2.clone(),
                 );
+                let (received, reg_r, killed_r, restarted_r) = (
+                    received.clone(),
+                    reg.clone(),
+                    killed.clone(),
+                    restarted.clone(),
+                );
                 thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -760,10 +788,10 @@ impl KillingProxy {
                         };
                         let at_start = buf[..n].starts_with(b"PATCH ");
                         let before = sent.load(Ordering::SeqCst);
-                        let due = if at_request_start {
-                            before >= kill_after && at_start
-                        } else {
-                            before + n as u64 >= kill_after
+                        let due = match when {
+                            KillWhen::RequestStart => before >= kill_after && at_start,
+                            KillWhen::MidRequest => before + n as u64 >= kill_after,
+                            KillWhen::MidResponse => false,
                         };
                         let trigger = due && !killed.swap(true, Ordering::SeqCst);
                         // Killing at a request's start: that request never reaches it.
@@ -774,13 +802,7 @@ impl KillingProxy {
                             sent.fetch_add(n as u64, Ordering::SeqCst);
                         }
                         if trigger {
-                            reg.lock().expect("lock").kill();
-                            let (reg, restarted) = (reg.clone(), restarted.clone());
-                            thread::spawn(move || {
-                                thread::sleep(down_for);
-                                reg.lock().expect("lock").restart();
-                                restarted.store(true, Ordering::SeqCst);
-                            });
+                            kill_and_restart(&reg, &restarted, down_for);
                             break;
                         }
                     }
@@ -788,7 +810,24 @@ impl KillingProxy {
                     let _ = c_read.shutdown(std::net::Shutdown::Both);
                 });
                 thread::spawn(move || {
-                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        let total = received.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        if when == KillWhen::MidResponse
+                            && total >= kill_after
+                            && !killed_r.swap(true, Ordering::SeqCst)
+                        {
+                            kill_and_restart(&reg_r, &restarted_r, down_for);
+                            break;
+                        }
+                    }
                     let _ = c_write.shutdown(std::net::Shutdown::Both);
                 });
             }
@@ -849,14 +888,11 @@ fn push_survives_a_registry_killed_mid_upload() {
     // chunks), back 1.5 s later: once in the middle of a chunk (the upload resumes, or starts
     // over when the registry refuses the cut chunk), once between chunks (it resumes).
     let repo_name = unique("fault/big");
-    for (tag, at_request_start, counter) in [("mid", false, "either"), ("between", true, "resumed")]
-    {
-        let proxy = KillingProxy::start(
-            reg.clone(),
-            6 << 20,
-            at_request_start,
-            Duration::from_millis(1500),
-        );
+    for (tag, when, counter) in [
+        ("mid", KillWhen::MidRequest, "either"),
+        ("between", KillWhen::RequestStart, "resumed"),
+    ] {
+        let proxy = KillingProxy::start(reg.clone(), 6 << 20, when, Duration::from_millis(1500));
         let via_proxy = format!("127.0.0.1:{}/{repo_name}-{tag}:v1", proxy.port);
         let o = run_ok(
             sb.strata()
@@ -898,6 +934,66 @@ fn push_survives_a_registry_killed_mid_upload() {
             &digest,
         );
     }
+}
+
+#[test]
+fn pull_survives_a_registry_killed_mid_download() {
+    let reg = Arc::new(Mutex::new(Registry::start(&[])));
+    let sb = Sandbox::new();
+    let ctx = sb.path("big");
+    fs::create_dir_all(&ctx).expect("dir");
+    fs::write(ctx.join("noise.bin"), noise(16 << 20)).expect("noise");
+    let recipe = ctx.join("big.yaml");
+    fs::write(
+        &recipe,
+        "name: big\nlayers:\n  - name: noise\n    steps:\n      - copy: {src: noise.bin, dest: /noise.bin}\n",
+    )
+    .expect("recipe");
+    let out = sb.path("out");
+    let digest = sb.build(&recipe, &out, &[]);
+    let direct = reg.lock().expect("lock").host();
+    let repo_name = unique("fault/pull");
+    run_ok(
+        sb.strata()
+            .arg("push")
+            .arg(&out)
+            .arg(format!("{direct}/{repo_name}:v1")),
+    );
+
+    // Killed after 4 MiB of the 16 MiB layer reached the client, back 1.5 s later.
+    let proxy = KillingProxy::start(
+        reg.clone(),
+        4 << 20,
+        KillWhen::MidResponse,
+        Duration::from_millis(1500),
+    );
+    let dest = sb.path("pulled");
+    let o = run_ok(
+        sb.strata()
+            .args(["pull", "--json"])
+            .arg(format!("127.0.0.1:{}/{repo_name}:v1", proxy.port))
+            .arg("-o")
+            .arg(&dest),
+    );
+    assert!(
+        proxy.killed.load(Ordering::SeqCst),
+        "the registry was never killed"
+    );
+    assert!(
+        proxy.restarted.load(Ordering::SeqCst),
+        "the registry was never restarted"
+    );
+    drop(proxy);
+    assert_eq!(json_of(&o)["pull"]["digest"], digest.as_str());
+    let o = run_ok(sb.strata().arg("verify").arg(&dest));
+    assert!(stdout(&o).contains(", 0 problems"), "{}", stdout(&o));
+    // No temp file of the cut download is left in the layout.
+    let stray: Vec<_> = fs::read_dir(&dest)
+        .expect("layout")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".strata-tmp-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
 
 /// Straight from the registry: the image is complete and every blob verifies.
