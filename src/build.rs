@@ -300,10 +300,10 @@ fn build_layer(
 fn file_in_image(
     store: &Store,
     base: Option<&BaseImage>,
-    recipe_layers: &[Vec<Entry>],
+    recipe_layers: &[(String, Vec<Entry>)],
     path: &str,
 ) -> Result<Option<String>> {
-    for entries in recipe_layers.iter().rev() {
+    for (_, entries) in recipe_layers.iter().rev() {
         if let Some(e) = entries.iter().find(|e| e.path == path) {
             return Ok(match &e.kind {
                 EntryKind::File { content, .. } => Some(read_content(content)?),
@@ -378,15 +378,14 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         })
         .collect::<Result<_>>()?;
     let mut layer_entries: Vec<(String, Vec<Entry>)> = resolved.into_iter().flatten().collect();
-    let resolved: Vec<Vec<Entry>> = layer_entries.iter().map(|(_, e)| e.clone()).collect();
     let mut planned: Vec<String> = layer_entries.iter().map(|(n, _)| n.clone()).collect();
     if r.accounts.is_some() {
         planned.push("accounts".into());
     }
     obs.layers_planned(&planned);
     if let Some(accounts) = &r.accounts {
-        let passwd = file_in_image(&store, base.as_ref(), &resolved, "etc/passwd")?;
-        let group = file_in_image(&store, base.as_ref(), &resolved, "etc/group")?;
+        let passwd = file_in_image(&store, base.as_ref(), &layer_entries, "etc/passwd")?;
+        let group = file_in_image(&store, base.as_ref(), &layer_entries, "etc/group")?;
         let entries = recipe::render_accounts(accounts, passwd.as_deref(), group.as_deref(), sde)
             .map_err(|e| anyhow::anyhow!("{}: accounts: {e}", loaded.file.display()))?;
         layer_entries.push(("accounts".into(), entries));

@@ -379,7 +379,9 @@ pub fn build_layers(
     // Large file contents are kept here, content-addressed, until the layers are written.
     let spill = store.root().join("tmp").join("debian-spill");
     std::fs::create_dir_all(&spill).map_err(io_err(&spill))?;
-    let mut below: Vec<crate::layer::Entry> = Vec::new();
+    // Symlinks and directories of the layers already made, for the extraction of the next.
+    let mut below_symlinks: BTreeMap<String, String> = BTreeMap::new();
+    let mut below_dirs: BTreeSet<String> = BTreeSet::new();
     let mut extracted: Vec<ExtractedPackage> = Vec::new();
     let mut out = Vec::new();
     for group in layers::plan_layers(&step.layering, &packages) {
@@ -387,12 +389,15 @@ pub fn build_layers(
         // replaces what another package put there.
         let mut layer: BTreeMap<String, crate::layer::Entry> = BTreeMap::new();
         for (path, pkg) in fetched.iter().filter(|(_, p)| group.packages.contains(p)) {
-            let mut lower = below.clone();
-            lower.extend(layer.values().cloned());
+            let this_layer: Vec<crate::layer::Entry> = layer.values().cloned().collect();
+            let mut lower_symlinks = below_symlinks.clone();
+            lower_symlinks.extend(symlinks_of(&this_layer));
+            let mut lower_dirs = below_dirs.clone();
+            lower_dirs.extend(dirs_of(&this_layer));
             let eo = ExtractOptions {
                 sde,
-                lower_symlinks: symlinks_of(&lower),
-                lower_dirs: dirs_of(&lower),
+                lower_symlinks,
+                lower_dirs,
                 spill_dir: Some(spill.clone()),
             };
             let x = package_entries(path, &eo).map_err(|e| DebianError::Index {
@@ -410,7 +415,8 @@ pub fn build_layers(
             extracted.push(x);
         }
         let entries: Vec<crate::layer::Entry> = layer.into_values().collect();
-        below.extend(entries.iter().cloned());
+        below_symlinks.extend(symlinks_of(&entries));
+        below_dirs.extend(dirs_of(&entries));
         out.push((group.name, entries));
     }
     let fixups =
