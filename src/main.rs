@@ -18,6 +18,8 @@ use strata::layer::Compression;
 use strata::registry::{BlobAction, ClientOptions, PushOptions, PushReport, PushRoot, Reference};
 use strata::store::Store;
 
+mod lab_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "strata",
@@ -135,6 +137,18 @@ enum Command {
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
+    },
+    /// A Salt master and minions in containers built by strata: apply formulas, report
+    /// per minion and state (see docs/lab.md).
+    Lab {
+        /// Fail if an image recipe's lockfile is missing or stale.
+        #[arg(long, global = true)]
+        locked: bool,
+        /// No network for image builds: lockfiles and the cache alone.
+        #[arg(long, global = true)]
+        offline: bool,
+        #[command(subcommand)]
+        command: lab_cmd::LabCommand,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
@@ -690,6 +704,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Lab {
+            locked,
+            offline,
+            command,
+        } => {
+            let bars = Bars::new(progress);
+            let ctx = lab_cmd::LabContext {
+                build: BuildOptions {
+                    cache_dir: cache,
+                    compression: Compression::Gzip,
+                    tag: None,
+                    source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                    debian: strata::debian::DebianBuildOptions {
+                        policy: strata::debian::LockPolicy { locked, offline },
+                        index: IndexFlags {
+                            mirror: None,
+                            keyring: None,
+                        }
+                        .options(),
+                    },
+                    registry: ClientOptions::default(),
+                },
+                observer: &bars,
+                quiet: cli.quiet,
+                json: cli.json,
+            };
+            let code = lab_cmd::run(&ctx, command);
+            bars.bar.finish_and_clear();
+            return code;
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());

@@ -60,6 +60,8 @@ pub enum RequestBody<'a> {
     Json(&'a serde_json::Value),
     /// A file, sent with its length and this content type.
     File(&'a Path, &'a str),
+    /// Bytes in memory, with this content type.
+    Bytes(&'a [u8], &'a str),
 }
 
 /// The socket named by `DOCKER_HOST` (pure): `unix://PATH`; other schemes are refused.
@@ -82,22 +84,33 @@ impl Engine {
         })
     }
 
-    fn connect(&self) -> Result<UnixStream> {
+    fn connect(&self, timeout: Duration) -> Result<UnixStream> {
         let s = UnixStream::connect(&self.socket).with_context(|| {
             format!(
                 "connecting to the Docker engine at {}\n  hint: is the engine running, and may this user use its socket? (DOCKER_HOST=unix://PATH names another socket)",
                 self.socket.display()
             )
         })?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
         Ok(s)
     }
 
     /// One request; `path` includes the query (`/images/load?quiet=1`).
     pub fn request(&self, method: &str, path: &str, body: RequestBody) -> Result<Response> {
+        self.request_with_timeout(method, path, body, IO_TIMEOUT)
+    }
+
+    /// [`Engine::request`] that gives up when the engine sends nothing for `timeout`.
+    pub fn request_with_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Response> {
         let what = format!("Docker engine: {method} {path}");
-        let mut s = self.connect()?;
+        let mut s = self.connect(timeout)?;
         let (ctype, len, json) = match &body {
             RequestBody::Empty => (None, 0, None),
             RequestBody::Json(v) => {
@@ -110,6 +123,7 @@ impl Engine {
                     .len();
                 (Some(*ct), len, None)
             }
+            RequestBody::Bytes(b, ct) => (Some(*ct), b.len() as u64, None),
         };
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: strata/{}\r\nConnection: close\r\n", env!("CARGO_PKG_VERSION"));
         if let Some(ct) = ctype {
@@ -129,6 +143,7 @@ impl Engine {
                 let mut f = std::fs::File::open(p).with_context(|| format!("{}", p.display()))?;
                 io::copy(&mut f, &mut s).with_context(|| what.clone())?;
             }
+            RequestBody::Bytes(b, _) => s.write_all(b).with_context(|| what.clone())?,
         }
         s.flush()?;
         let mut raw = Vec::new();

@@ -5,9 +5,11 @@
 //! on a `backend::Backend`) → `results` (Salt's JSON) → `report` (table, JSON, JUnit).
 
 pub mod backend;
+pub mod docker;
 pub mod keys;
 pub mod plan;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod session;
 pub mod spec;

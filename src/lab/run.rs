@@ -3,7 +3,7 @@
 //! gc. Anything that fails half-way tears down what it made.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB};
@@ -29,7 +29,8 @@ pub enum LabError {
 }
 
 /// Set by a signal handler; long waits check it and stop.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub static INTERRUPTED: LazyLock<Arc<AtomicBool>> =
+    LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 fn check_interrupted() -> Result<(), LabError> {
     if INTERRUPTED.load(Ordering::SeqCst) {

@@ -8,6 +8,7 @@ mod debian;
 mod debian_deb;
 mod determinism;
 mod errors;
+mod lab;
 mod python;
 mod registry;
 mod tools;
