@@ -31,6 +31,78 @@ pub struct LabPlan {
     pub minions: Vec<ContainerSpec>,
     /// Minion ids, in the lab file's order.
     pub minion_ids: Vec<String>,
+    /// The package server for `apt.packages`, started before the minions.
+    pub apt: Option<ContainerSpec>,
+}
+
+/// Where the lab's package repositories are served inside the lab.
+pub const APT_ALIAS: &str = "apt";
+/// The repositories' directory in the package server.
+pub const APT_DIR: &str = "/srv/strata/apt";
+/// The minions' apt source written by strata.
+pub const APT_SOURCES_FILE: &str = "/etc/apt/sources.list.d/strata-lab.list";
+
+/// The lab's packages: `repo_dir` holds one flat repository per suite (`SUITE/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptPlan {
+    pub repo_dir: std::path::PathBuf,
+    /// Lab image name → the Debian suite of that image.
+    pub suites: BTreeMap<String, String>,
+}
+
+/// The apt source line of a minion on `suite`: the lab's flat repository for it, trusted
+/// because strata wrote it from .debs checked against the lab's lock.
+pub fn apt_source(suite: &str) -> String {
+    format!("deb [trusted=yes] http://{APT_ALIAS}/{suite} ./\n")
+}
+
+/// Adds the package server (a container of the master's image serving `repo_dir`
+/// read-only over HTTP as `apt`) and each minion's apt source to `p`.
+pub fn add_apt(p: &mut LabPlan, lab: &Lab, apt: &AptPlan) -> Result<(), String> {
+    let mut labels = p.labels.clone();
+    labels.insert(LABEL_ROLE.into(), "apt".into());
+    p.apt = Some(ContainerSpec {
+        name: container_name(&lab.name, "apt"),
+        hostname: APT_ALIAS.into(),
+        image: p.master.image.clone(),
+        network: p.network.clone(),
+        aliases: vec![APT_ALIAS.into()],
+        labels,
+        binds: vec![Bind {
+            host: apt.repo_dir.clone(),
+            container: APT_DIR.into(),
+            read_only: true,
+        }],
+        files: vec![],
+        cmd: [
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            APT_DIR,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        env: vec![],
+    });
+    for (m, spec) in lab.minions.iter().zip(p.minions.iter_mut()) {
+        let suite = apt.suites.get(&m.image).ok_or_else(|| {
+            format!(
+                "minion {} runs image `{}`, which has no Debian suite to serve packages for",
+                m.id, m.image
+            )
+        })?;
+        spec.files.push(FileSpec {
+            path: APT_SOURCES_FILE.into(),
+            content: apt_source(suite).into_bytes(),
+            mode: 0o644,
+        });
+    }
+    Ok(())
 }
 
 /// Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; lab names and minion ids already do.
@@ -181,6 +253,7 @@ pub fn plan(
         master,
         minion_ids: lab.minions.iter().map(|m| m.id.clone()).collect(),
         minions,
+        apt: None,
     })
 }
 
@@ -296,6 +369,37 @@ mod tests {
             .expect("pem");
         assert_eq!(pem.mode, 0o600);
         assert_eq!(pem.content, b"PRIVATE w2");
+    }
+
+    #[test]
+    fn the_package_server_serves_each_minion_its_suite() {
+        let mut p = plan(&lab(), &images(), &keys(&["w1", "w2"])).expect("plan");
+        let apt = AptPlan {
+            repo_dir: "/cache/lab/t/apt".into(),
+            suites: BTreeMap::from([("n".into(), "trixie".into())]),
+        };
+        add_apt(&mut p, &lab(), &apt).expect("apt");
+        let server = p.apt.as_ref().expect("server");
+        assert_eq!(server.name, "strata-lab-t-apt");
+        assert_eq!(server.aliases, ["apt"]);
+        assert_eq!(server.image, "img/m:1");
+        assert_eq!(server.labels["io.strata.lab"], "t");
+        assert_eq!(server.binds[0].host, Path::new("/cache/lab/t/apt"));
+        assert!(server.binds[0].read_only);
+        for m in &p.minions {
+            assert_eq!(
+                file(m, APT_SOURCES_FILE),
+                "deb [trusted=yes] http://apt/trixie ./\n"
+            );
+        }
+        let mut p = plan(&lab(), &images(), &keys(&["w1", "w2"])).expect("plan");
+        let none = AptPlan {
+            suites: BTreeMap::new(),
+            ..apt
+        };
+        assert!(add_apt(&mut p, &lab(), &none)
+            .unwrap_err()
+            .contains("minion w1 runs image `n`"));
     }
 
     #[test]

@@ -63,6 +63,10 @@ fn up_inner(
     b.create_network(&plan.network, &plan.labels)?;
     b.create_container(&plan.master)?;
     b.start_container(&plan.master.name)?;
+    if let Some(apt) = &plan.apt {
+        b.create_container(apt)?;
+        b.start_container(&apt.name)?;
+    }
     // A fixed number of workers take minions off a shared counter: at most `concurrency`
     // creations in flight, and the first error stops the others from taking more.
     let next = AtomicUsize::new(0);
