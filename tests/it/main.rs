@@ -8,6 +8,7 @@ mod debian;
 mod debian_deb;
 mod determinism;
 mod errors;
+mod lab_apt;
 mod python;
 mod registry;
 mod tools;
