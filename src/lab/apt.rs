@@ -166,7 +166,20 @@ pub fn suites_for_lab(lab: &Lab) -> Result<Vec<LabAptSuite>, LabAptError> {
                     ))
                 }
             };
-            let loaded = crate::recipe::load(recipe)?;
+            // The recipe's own error, placed at the minion that uses it.
+            let loaded = crate::recipe::load(recipe).map_err(|e| {
+                at(
+                    &place,
+                    format!(
+                        "image `{image}`: {}:{}:{}: {}",
+                        e.file.display(),
+                        e.line,
+                        e.col,
+                        e.message
+                    ),
+                    &e.hint,
+                )
+            })?;
             let Some(step) = debian::debian_step(&loaded.recipe) else {
                 return Err(at(
                     &place,
@@ -1168,7 +1181,7 @@ mod tests {
         fs::write(
             labdir.join("lab.yaml"),
             format!(
-                "images:\n  master: ../../bookworm.yaml\n  bw: ../../bookworm.yaml\n  tx: ../../trixie.yaml\n  txc: ../../trixie-contrib.yaml\n  plain: ../../plain.yaml\n  layout: oci:../../out/x:1\nmaster: {{image: master}}\nminions:\n{minions}{apt}"
+                "images:\n  master: ../../bookworm.yaml\n  bw: ../../bookworm.yaml\n  tx: ../../trixie.yaml\n  txc: ../../trixie-contrib.yaml\n  plain: ../../plain.yaml\n  layout: oci:../../out/x:1\n  gone: ../../gone.yaml\nmaster: {{image: master}}\nminions:\n{minions}{apt}"
             ),
         )
         .expect("w");
@@ -1219,28 +1232,35 @@ mod tests {
             (
                 "  - {id: a, image: tx}\n  - {id: b, image: plain}\n",
                 "apt: {packages: [snmpd]}\n",
-                "lab.yaml:11:",
+                "lab.yaml:12:",
                 "image `plain` (",
                 "has no `debian` step",
             ),
             (
+                "  - {id: a, image: gone}\n",
+                "apt: {packages: [snmpd]}\n",
+                "lab.yaml:11:",
+                "image `gone`: ",
+                "gone.yaml:1:1: cannot read the recipe",
+            ),
+            (
                 "  - {id: a, image: layout}\n",
                 "apt: {packages: [snmpd]}\n",
-                "lab.yaml:10:",
+                "lab.yaml:11:",
                 "image `layout` is an OCI layout",
                 "cannot tell which Debian suite",
             ),
             (
                 "  - {id: a, image: tx}\n  - {id: b, image: txc}\n",
                 "apt: {packages: [snmpd]}\n",
-                "lab.yaml:11:",
+                "lab.yaml:12:",
                 "image `txc` runs suite `trixie` with components [\"main\", \"contrib\"]",
                 "but image `tx` (minions[0])",
             ),
             (
                 "  - {id: a, image: tx}\n",
                 "apt:\n  packages: [snmpd, \"bad (>>\"]\n",
-                "lab.yaml:12:",
+                "lab.yaml:13:",
                 "bad package entry `bad (>>`",
                 "hint:",
             ),
