@@ -4,6 +4,7 @@
 //! `spec` (the lab file) → `plan` (containers, configs, keys) → `run` (up, apply, down, gc
 //! on a `backend::Backend`) → `results` (Salt's JSON) → `report` (table, JSON, JUnit).
 
+pub mod apt;
 pub mod backend;
 pub mod docker;
 pub mod keys;

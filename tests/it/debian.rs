@@ -14,17 +14,17 @@ use std::thread::JoinHandle;
 
 use crate::*;
 
-fn fixture_repo() -> PathBuf {
+pub(crate) fn fixture_repo() -> PathBuf {
     repo().join("fixtures/debian/repo")
 }
 
-fn keyring() -> PathBuf {
+pub(crate) fn keyring() -> PathBuf {
     fixture_repo().join("keyring.gpg")
 }
 
 /// A static file server on 127.0.0.1: files under `root`, with `overrides` (URL path →
 /// bytes) served instead. Stopped and joined on drop.
-struct FixtureServer {
+pub(crate) struct FixtureServer {
     port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -32,7 +32,7 @@ struct FixtureServer {
 }
 
 impl FixtureServer {
-    fn start(root: &Path, overrides: BTreeMap<String, Vec<u8>>) -> FixtureServer {
+    pub(crate) fn start(root: &Path, overrides: BTreeMap<String, Vec<u8>>) -> FixtureServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -55,11 +55,11 @@ impl FixtureServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }

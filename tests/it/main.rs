@@ -9,6 +9,7 @@ mod debian_deb;
 mod determinism;
 mod errors;
 mod lab;
+mod lab_apt;
 mod python;
 mod registry;
 mod tools;
