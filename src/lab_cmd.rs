@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use strata::build::{BuildObserver, BuildOptions};
+use strata::lab::apt;
 use strata::lab::backend::{Backend, ResourceKind, LABEL_LAB, LABEL_MINION, LABEL_ROLE};
 use strata::lab::docker::DockerBackend;
 use strata::lab::plan::{self, LabPlan};
@@ -128,7 +129,11 @@ fn up(ctx: &LabContext, lab: &Lab, b: &DockerBackend) -> Result<LabPlan> {
             );
         }
     }
-    let p = lab_plan(lab, &ctx.build.cache_dir)?;
+    let mut p = lab_plan(lab, &ctx.build.cache_dir)?;
+    if let Some(apt) = apt_repos(ctx, lab)? {
+        plan::add_apt(&mut p, lab, &apt)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", lab.file.display()))?;
+    }
     if !ctx.quiet {
         eprintln!(
             "starting lab {}: master and {} minions ({} at a time)",
@@ -150,6 +155,77 @@ fn up(ctx: &LabContext, lab: &Lab, b: &DockerBackend) -> Result<LabPlan> {
         );
     }
     Ok(p)
+}
+
+/// The lab's `apt.packages`: locked per suite, fetched, written as flat repositories in
+/// the lab's state directory. None when the lab asks for no packages.
+fn apt_repos(ctx: &LabContext, lab: &Lab) -> Result<Option<plan::AptPlan>> {
+    if lab.spec.apt.packages.is_empty() {
+        return Ok(None);
+    }
+    let store = strata::store::Store::open(&ctx.build.cache_dir)
+        .with_context(|| format!("opening the cache at {}", ctx.build.cache_dir.display()))?;
+    let _store_lock = store.lock(false)?;
+    let out = session::state_dir(&ctx.build.cache_dir, lab).join("apt");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let fetcher = strata::debian::fetch::HttpFetcher::new();
+    let repos = apt::ensure_lab_repos(
+        lab,
+        ctx.build.debian.policy,
+        &ctx.build.debian.index,
+        &store,
+        &fetcher,
+        &out,
+    )?;
+    let mut suites = std::collections::BTreeMap::new();
+    for (l, repo) in &repos {
+        if !ctx.quiet {
+            eprintln!(
+                "packages for {}: {} in {}{}",
+                repo.suite,
+                repo.packages,
+                repo.dir.display(),
+                if repo.written { "" } else { " (unchanged)" }
+            );
+        }
+        for image in &l.suite.images {
+            suites.insert(image.clone(), l.suite.suite.clone());
+        }
+    }
+    Ok(Some(plan::AptPlan {
+        repo_dir: out,
+        suites,
+    }))
+}
+
+/// `strata lock LAB`: the lab's `apt.packages`, one lock per suite.
+pub fn lock_lab(
+    path: &Path,
+    cache: &Path,
+    index: &strata::debian::IndexOptions,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let lab = load_lab(path)?;
+    anyhow::ensure!(
+        !lab.spec.apt.packages.is_empty(),
+        "{}: the lab has no `apt.packages`, so there is nothing to lock",
+        lab.file.display()
+    );
+    let store = strata::store::Store::open(cache)
+        .with_context(|| format!("opening the cache at {}", cache.display()))?;
+    let _store_lock = store.lock(false)?;
+    let fetcher = strata::debian::fetch::HttpFetcher::new();
+    for l in apt::lock_lab(&lab, index, &store, &fetcher)? {
+        if !quiet {
+            eprintln!(
+                "{} {} ({} packages)",
+                if l.changed { "wrote" } else { "unchanged" },
+                l.suite.lock_path.display(),
+                l.lock.packages.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn select(p: &mut LabPlan, target: Option<&str>) -> Result<()> {

@@ -114,7 +114,8 @@ enum Command {
     },
     /// Lock the recipe's debian step (packages resolved against the mirror's signed indices,
     /// RECIPE.lock) and python steps (wheel sha256s, RECIPE.python.lock), fetching into the
-    /// cache. Builds never resolve python wheels: run this first.
+    /// cache. Builds never resolve python wheels: run this first. Given a lab (its directory
+    /// or lab.yaml), locks the lab's `apt.packages` per Debian suite (apt-SUITE.lock).
     Lock {
         recipe: PathBuf,
         #[command(flatten)]
@@ -506,6 +507,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             update,
         } => {
             use strata::python;
+            // A lab (its directory or lab.yaml): lock its `apt.packages` per suite.
+            if recipe.is_dir() || recipe.file_name().is_some_and(|n| n == "lab.yaml") {
+                return lab_cmd::lock_lab(&recipe, &cache, &index.options(), cli.quiet || cli.json);
+            }
             let loaded = strata::recipe::load(&recipe)?;
             let store = Store::open(&cache)
                 .with_context(|| format!("opening the cache at {}", cache.display()))?;

@@ -53,7 +53,7 @@ pub struct AptPlan {
 /// The apt source line of a minion on `suite`: the lab's flat repository for it, trusted
 /// because strata wrote it from .debs checked against the lab's lock.
 pub fn apt_source(suite: &str) -> String {
-    format!("deb [trusted=yes] http://{APT_ALIAS}/{suite} ./\n")
+    format!("{}\n", super::apt::sources_list(suite, APT_ALIAS))
 }
 
 /// Adds the package server (a container of the master's image serving `repo_dir`
