@@ -148,6 +148,7 @@ fn registry_base(
     let pull_opts = PullOptions {
         client: opts.registry.clone(),
         platform: Some(loaded.recipe.platform.clone()),
+        offline: false,
     };
     let pulled = registry::pull(r, store, &pull_opts).with_context(|| what.clone())?;
     let mut digest = pulled.digest.clone();

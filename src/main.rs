@@ -449,6 +449,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = strata::registry::PullOptions {
                 client: registry.client(),
                 platform,
+                offline: false,
             };
             let rep = strata::registry::pull(&r, &layout.blobs, &opts)?;
             let desc: oci_spec::image::Descriptor = serde_json::from_value(serde_json::json!({
