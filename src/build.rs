@@ -31,7 +31,9 @@ pub struct BuildOptions {
     pub tag: Option<String>,
     /// `SOURCE_DATE_EPOCH` from the environment, used when the recipe has none.
     pub source_date_epoch_env: Option<String>,
-    /// For a recipe with a `debian` step: how to treat its lock, where indices come from.
+    /// How to treat the recipe's lockfile (`--locked`, `--offline`).
+    pub policy: crate::lockfile::LockPolicy,
+    /// For a recipe with a `debian` step: where indices come from.
     pub debian: crate::debian::DebianBuildOptions,
     /// How to reach registries for `registry://` bases.
     pub registry: ClientOptions,
@@ -363,7 +365,8 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .collect();
 
     // A `debian` step's layer becomes the step's layer groups (lock, fetch, extract).
-    let debian_layers = crate::debian::build_layers(&loaded.file, r, &opts.debian, &store, sde)?;
+    let debian_layers =
+        crate::debian::build_layers(&loaded.file, r, &opts.debian, opts.policy, &store, sde)?;
     let resolved: Vec<Vec<(String, Vec<Entry>)>> = (0..r.layers.len())
         .into_par_iter()
         .map(|i| {

@@ -330,8 +330,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 compression,
                 tag,
                 source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                policy: strata::lockfile::LockPolicy { locked, offline },
                 debian: strata::debian::DebianBuildOptions {
-                    policy: strata::debian::LockPolicy { locked, offline },
                     index: index.options(),
                 },
                 registry: registry.client(),
@@ -500,14 +500,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let _store_lock = store.lock(false)?;
             let quiet = cli.quiet || cli.json;
             let fetcher = strata::debian::fetch::HttpFetcher::new();
-            let path = strata::debian::lock_path(&recipe);
-            let debian = strata::debian::lock_recipe(
-                &recipe,
-                &loaded.recipe,
-                &index.options(),
-                &store,
-                &fetcher,
-            )?;
+            let path = strata::lockfile::lock_path(&recipe);
+            let debian =
+                strata::debian::resolve_recipe(&loaded.recipe, &index.options(), &store, &fetcher)?
+                    .map(|d| -> Result<_> {
+                        let lock = strata::lockfile::Lockfile {
+                            base: None,
+                            debian: Some(d.clone()),
+                        };
+                        Ok((d, strata::lockfile::write(&path, &lock)?))
+                    })
+                    .transpose()?;
             if let Some((lock, changed)) = &debian {
                 if !quiet {
                     eprintln!(
