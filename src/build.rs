@@ -106,7 +106,13 @@ fn load_base(
     match parsed {
         recipe::Base::Scratch => Ok(None),
         recipe::Base::Oci { .. } => oci_base(loaded, store, base).map(Some),
-        recipe::Base::Registry(r) => registry_base(loaded, store, &r, opts).map(Some),
+        recipe::Base::Registry(_) => {
+            // The digest comes from the recipe or the lock (resolving the tag if allowed).
+            let pinned =
+                crate::lockfile::base::ensure_base(loaded, opts.policy, &opts.registry, store)?
+                    .context("the registry base has no reference")?;
+            registry_base(loaded, store, &pinned, opts).map(Some)
+        }
     }
 }
 
@@ -138,8 +144,8 @@ fn oci_base(loaded: &LoadedRecipe, store: &Store, base: &str) -> Result<BaseImag
     )
 }
 
-/// A base from a registry, pinned by digest: pulled into the cache (each blob verified),
-/// so a second build needs no network.
+/// A base from a registry, pinned by digest (`r` carries it): pulled into the cache (each
+/// blob verified), so a second build needs no network. `--offline` never connects.
 fn registry_base(
     loaded: &LoadedRecipe,
     store: &Store,
@@ -150,7 +156,7 @@ fn registry_base(
     let pull_opts = PullOptions {
         client: opts.registry.clone(),
         platform: Some(loaded.recipe.platform.clone()),
-        offline: false,
+        offline: opts.policy.offline,
     };
     let pulled = registry::pull(r, store, &pull_opts).with_context(|| what.clone())?;
     let mut digest = pulled.digest.clone();
