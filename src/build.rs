@@ -31,7 +31,9 @@ pub struct BuildOptions {
     pub tag: Option<String>,
     /// `SOURCE_DATE_EPOCH` from the environment, used when the recipe has none.
     pub source_date_epoch_env: Option<String>,
-    /// For a recipe with a `debian` step: how to treat its lock, where indices come from.
+    /// How to treat the recipe's lockfile (`--locked`, `--offline`).
+    pub policy: crate::lockfile::LockPolicy,
+    /// For a recipe with a `debian` step: where indices come from.
     pub debian: crate::debian::DebianBuildOptions,
     /// How to reach registries for `registry://` bases.
     pub registry: ClientOptions,
@@ -104,7 +106,13 @@ fn load_base(
     match parsed {
         recipe::Base::Scratch => Ok(None),
         recipe::Base::Oci { .. } => oci_base(loaded, store, base).map(Some),
-        recipe::Base::Registry(r) => registry_base(loaded, store, &r, opts).map(Some),
+        recipe::Base::Registry(_) => {
+            // The digest comes from the recipe or the lock (resolving the tag if allowed).
+            let pinned =
+                crate::lockfile::base::ensure_base(loaded, opts.policy, &opts.registry, store)?
+                    .context("the registry base has no reference")?;
+            registry_base(loaded, store, &pinned, opts).map(Some)
+        }
     }
 }
 
@@ -136,8 +144,8 @@ fn oci_base(loaded: &LoadedRecipe, store: &Store, base: &str) -> Result<BaseImag
     )
 }
 
-/// A base from a registry, pinned by digest: pulled into the cache (each blob verified),
-/// so a second build needs no network.
+/// A base from a registry, pinned by digest (`r` carries it): pulled into the cache (each
+/// blob verified), so a second build needs no network. `--offline` never connects.
 fn registry_base(
     loaded: &LoadedRecipe,
     store: &Store,
@@ -148,6 +156,7 @@ fn registry_base(
     let pull_opts = PullOptions {
         client: opts.registry.clone(),
         platform: Some(loaded.recipe.platform.clone()),
+        offline: opts.policy.offline,
     };
     let pulled = registry::pull(r, store, &pull_opts).with_context(|| what.clone())?;
     let mut digest = pulled.digest.clone();
@@ -362,7 +371,8 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .collect();
 
     // A `debian` step's layer becomes the step's layer groups (lock, fetch, extract).
-    let debian_layers = crate::debian::build_layers(&loaded.file, r, &opts.debian, &store, sde)?;
+    let debian_layers =
+        crate::debian::build_layers(&loaded.file, r, &opts.debian, opts.policy, &store, sde)?;
     let resolved: Vec<Vec<(String, Vec<Entry>)>> = (0..r.layers.len())
         .into_par_iter()
         .map(|i| {

@@ -171,7 +171,7 @@ fn apt_repos(ctx: &LabContext, lab: &Lab) -> Result<Option<plan::AptPlan>> {
     let fetcher = strata::debian::fetch::HttpFetcher::new();
     let repos = apt::ensure_lab_repos(
         lab,
-        ctx.build.debian.policy,
+        ctx.build.policy,
         &ctx.build.debian.index,
         &store,
         &fetcher,

@@ -7,6 +7,7 @@ pub mod docker;
 pub mod inspect;
 pub mod lab;
 pub mod layer;
+pub mod lockfile;
 pub mod oci;
 pub mod python;
 pub mod recipe;

@@ -55,8 +55,8 @@ enum Command {
         format: OutputFormat,
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compression,
-        /// Fail if the recipe's lockfile (RECIPE.lock) is missing or stale instead of
-        /// re-resolving it.
+        /// Fail if the recipe's lockfile (RECIPE.lock: debian packages, the digest of a
+        /// registry base's tag) is missing or stale instead of re-resolving it.
         #[arg(long)]
         locked: bool,
         /// No network: build from the lockfile and the cache alone.
@@ -112,19 +112,23 @@ enum Command {
         #[arg(long)]
         tag: Option<String>,
     },
-    /// Lock the recipe's debian step (packages resolved against the mirror's signed indices,
-    /// RECIPE.lock) and python steps (wheel sha256s, RECIPE.python.lock), fetching into the
-    /// cache. Builds never resolve python wheels: run this first. Given a lab (its directory
-    /// or lab.yaml), locks the lab's `apt.packages` per Debian suite (apt-SUITE.lock).
+    /// Lock the recipe's registry base (the digest its tag names, RECIPE.lock), debian step
+    /// (packages resolved against the mirror's signed indices, RECIPE.lock) and python steps
+    /// (wheel sha256s, RECIPE.python.lock), fetching into the cache. Builds never resolve
+    /// python wheels: run this first. Given a lab (its directory or lab.yaml), locks the
+    /// lab's `apt.packages` per Debian suite (apt-SUITE.lock).
     Lock {
         recipe: PathBuf,
         #[command(flatten)]
         index: IndexFlags,
+        #[command(flatten)]
+        registry: RegistryFlags,
         /// Package index, the simple API root. Default: STRATA_PYTHON_INDEX, PIP_INDEX_URL,
         /// then `index-url` from pip's configuration files.
         #[arg(long, value_name = "URL")]
         index_url: Option<String>,
-        /// Resolve again even when a lock file matches its step.
+        /// Resolve again even when a lock matches the recipe (the base's tag, python
+        /// steps; the debian step is always resolved again).
         #[arg(long)]
         update: bool,
     },
@@ -345,8 +349,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 compression,
                 tag,
                 source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                policy: strata::lockfile::LockPolicy { locked, offline },
                 debian: strata::debian::DebianBuildOptions {
-                    policy: strata::debian::LockPolicy { locked, offline },
                     index: index.options(),
                 },
                 registry: registry.client(),
@@ -464,6 +468,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = strata::registry::PullOptions {
                 client: registry.client(),
                 platform,
+                offline: false,
             };
             let rep = strata::registry::pull(&r, &layout.blobs, &opts)?;
             let desc: oci_spec::image::Descriptor = serde_json::from_value(serde_json::json!({
@@ -503,6 +508,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock {
             recipe,
             index,
+            registry,
             index_url,
             update,
         } => {
@@ -518,23 +524,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let _store_lock = store.lock(false)?;
             let quiet = cli.quiet || cli.json;
             let fetcher = strata::debian::fetch::HttpFetcher::new();
-            let path = strata::debian::lock_path(&recipe);
-            let debian = strata::debian::lock_recipe(
-                &recipe,
-                &loaded.recipe,
-                &index.options(),
+            let path = strata::lockfile::lock_path(&recipe);
+            // RECIPE.lock: the base's pin and the debian step, written together. A lock that
+            // does not read (an older format, say) is replaced, as its error's hint says.
+            let old = strata::lockfile::read(&path).ok().flatten();
+            let base = strata::lockfile::base::lock_base(
+                &loaded,
+                old.as_ref().and_then(|l| l.base.as_ref()),
+                update,
+                &registry.client(),
                 &store,
-                &fetcher,
             )?;
-            if let Some((lock, changed)) = &debian {
-                if !quiet {
-                    eprintln!(
-                        "{} {} ({} packages)",
-                        if *changed { "wrote" } else { "unchanged" },
-                        path.display(),
-                        lock.packages.len()
-                    );
+            let debian =
+                strata::debian::resolve_recipe(&loaded.recipe, &index.options(), &store, &fetcher)?;
+            let lock = strata::lockfile::Lockfile {
+                base: base.as_ref().map(|(b, _)| b.clone()),
+                debian,
+            };
+            let changed = !lock.is_empty() && strata::lockfile::write(&path, &lock)?;
+            if !lock.is_empty() && !quiet {
+                let mut parts = Vec::new();
+                if let Some((b, action)) = &base {
+                    parts.push(format!("base {} {}", b.digest, action.as_str()));
                 }
+                if let Some(d) = &lock.debian {
+                    parts.push(format!("{} packages", d.packages.len()));
+                }
+                eprintln!(
+                    "{} {} ({})",
+                    if changed { "wrote" } else { "unchanged" },
+                    path.display(),
+                    parts.join(", ")
+                );
             }
             let py_index = || -> std::result::Result<Box<dyn python::Index>, String> {
                 let url = python::configured_index(index_url.as_deref())?;
@@ -557,23 +578,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let reports = python::lock_recipe(&loaded, &store, &opts)?;
             anyhow::ensure!(
-                debian.is_some() || !reports.is_empty(),
-                "{}: the recipe has no `debian` or `python` step, so there is nothing to lock\n  hint: add a `debian` or `python` step to a layer",
+                !lock.is_empty() || !reports.is_empty(),
+                "{}: the recipe has no `debian` or `python` step and no `registry://` base, so there is nothing to lock\n  hint: add a `debian` or `python` step to a layer, or start from a `registry://HOST/REPO:TAG` base",
                 recipe.display()
             );
             if cli.json {
                 print_json(&serde_json::json!({
-                    "debian": debian.as_ref().map(|(lock, changed)| serde_json::json!({
+                    "base": base.as_ref().map(|(b, action)| serde_json::json!({
                         "lockfile": path,
                         "changed": changed,
-                        "identity": lock.identity,
-                        "packages": lock.packages.len(),
+                        "reference": b.reference,
+                        "digest": b.digest,
+                        "action": action,
+                    })),
+                    "debian": lock.debian.as_ref().map(|d| serde_json::json!({
+                        "lockfile": path,
+                        "changed": changed,
+                        "identity": d.identity,
+                        "packages": d.packages.len(),
                     })),
                     "python": reports,
                 }))?;
             } else {
-                if let Some((lock, _)) = &debian {
-                    println!("{}", lock.identity);
+                if let Some((b, _)) = &base {
+                    println!("{} {}", b.digest, b.reference);
+                }
+                if let Some(d) = &lock.debian {
+                    println!("{}", d.identity);
                 }
                 for r in &reports {
                     println!(
@@ -722,8 +753,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     compression: Compression::Gzip,
                     tag: None,
                     source_date_epoch_env: std::env::var("SOURCE_DATE_EPOCH").ok(),
+                    policy: strata::lockfile::LockPolicy { locked, offline },
                     debian: strata::debian::DebianBuildOptions {
-                        policy: strata::debian::LockPolicy { locked, offline },
                         index: IndexFlags {
                             mirror: None,
                             keyring: None,

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::lock::{LockedPackage, Lockfile};
+use super::lock::{DebianLock, LockedPackage};
 use super::DebianError;
 use crate::store::{Store, StoreError};
 
@@ -176,7 +176,7 @@ pub fn fetch_verified(
 /// `fetcher`, or, offline (`fetcher` None), found there already. Returns each package with
 /// its blob's path, in lock order. Offline, every missing `.deb` is named in the error.
 pub fn ensure_debs(
-    lock: &Lockfile,
+    lock: &DebianLock,
     store: &Store,
     fetcher: Option<(&dyn Fetcher, &str)>,
 ) -> Result<Vec<(PathBuf, LockedPackage)>, DebianError> {

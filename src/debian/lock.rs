@@ -1,6 +1,7 @@
-//! The lockfile, `RECIPE.lock` beside the recipe: TOML, one `[[package]]` table per package
-//! sorted by name then architecture, fields in a fixed order, so the same resolution always
-//! gives the same bytes and a change reads well in a diff.
+//! The debian part of the lockfile `RECIPE.lock` ([`crate::lockfile`] reads and writes the
+//! file): one `[[package]]` table per package sorted by name then architecture, fields in a
+//! fixed order, so the same resolution always gives the same bytes and a change reads well
+//! in a diff.
 //!
 //! It records what the resolution used (the `InRelease` and `Packages` digests) and what it
 //! chose (name, version, architecture, pool path, size, sha256, source). It names no mirror:
@@ -11,26 +12,19 @@
 use serde::{Deserialize, Serialize};
 
 use super::index::{PackageEntry, UsedIndex};
-use super::DebianError;
+use crate::lockfile::LOCK_FORMAT;
 
-/// Bumped when the format changes; an older lock is then stale.
-pub const LOCK_FORMAT: u32 = 1;
-
-const HEADER: &str =
-    "# Written by `strata lock`: do not edit by hand; run `strata lock RECIPE` to update.\n";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lockfile {
-    pub format: u32,
+/// The resolution of a `debian` step. In the file its scalars are top-level keys, beside
+/// `format`, followed by `[index]` and the `[[package]]` tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianLock {
     /// Digest of the recipe's resolution inputs ([`LockInputs::digest`]).
     pub inputs: String,
-    /// Digest of the chosen packages ([`Lockfile::compute_identity`]); names no mirror.
+    /// Digest of the chosen packages ([`DebianLock::compute_identity`]); names no mirror.
     pub identity: String,
     pub suite: String,
     pub architecture: String,
     pub index: LockedIndex,
-    #[serde(rename = "package", default)]
     pub packages: Vec<LockedPackage>,
 }
 
@@ -104,20 +98,19 @@ impl LockInputs {
     }
 }
 
-impl Lockfile {
+impl DebianLock {
     pub fn new(
         inputs: &LockInputs,
         inrelease_sha256: &str,
         files: &[UsedIndex],
         packages: &[&PackageEntry],
-    ) -> Lockfile {
+    ) -> DebianLock {
         let mut pkgs: Vec<LockedPackage> = packages
             .iter()
             .map(|p| LockedPackage::from_entry(p))
             .collect();
         pkgs.sort();
-        let mut lock = Lockfile {
-            format: LOCK_FORMAT,
+        let mut lock = DebianLock {
             inputs: inputs.digest(),
             identity: String::new(),
             suite: inputs.suite.clone(),
@@ -151,62 +144,35 @@ impl Lockfile {
         crate::digest::sha256_digest(s.as_bytes())
     }
 
-    /// The lock's bytes: a header comment, then TOML.
-    pub fn to_toml(&self) -> Result<String, DebianError> {
-        let body = toml::to_string(self).map_err(|e| DebianError::Lock {
-            what: "lockfile".into(),
-            detail: e.to_string(),
-        })?;
-        Ok(format!("{HEADER}{body}"))
-    }
-
-    /// Parses a lock; `what` (its path) names it in errors. Checks the format version and
-    /// that `identity` matches the packages (a hand edit is refused).
-    pub fn parse(what: &str, text: &str) -> Result<Lockfile, DebianError> {
-        let lock: Lockfile = toml::from_str(text).map_err(|e| DebianError::Lock {
-            what: what.to_string(),
-            detail: format!("{e}\nhint: delete it and run `strata lock RECIPE` to write a new one"),
-        })?;
-        if lock.format != LOCK_FORMAT {
-            return Err(DebianError::Lock {
-                what: what.to_string(),
-                detail: format!(
-                    "format {} is not the format {LOCK_FORMAT} this strata writes\nhint: run `strata lock RECIPE` to rewrite it",
-                    lock.format
-                ),
-            });
+    /// Checks a part read from a file: `identity` matches the packages (a hand edit is
+    /// refused), every sha256 is well formed, every filename stays below the mirror's root.
+    /// The error is its detail.
+    pub fn check(&self) -> Result<(), String> {
+        if self.identity != self.compute_identity() {
+            return Err("identity does not match its packages (was it edited by hand?)\nhint: run `strata lock RECIPE` to rewrite it".into());
         }
-        if lock.identity != lock.compute_identity() {
-            return Err(DebianError::Lock {
-                what: what.to_string(),
-                detail: "identity does not match its packages (was it edited by hand?)\nhint: run `strata lock RECIPE` to rewrite it".into(),
-            });
-        }
-        for p in &lock.packages {
+        for p in &self.packages {
             if p.sha256.len() != 64
                 || !p
                     .sha256
                     .bytes()
                     .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             {
-                return Err(DebianError::Lock {
-                    what: what.to_string(),
-                    detail: format!(
-                        "package {}: sha256 {:?} is not 64 lower-case hex digits",
-                        p.name, p.sha256
-                    ),
-                });
+                return Err(format!(
+                    "package {}: sha256 {:?} is not 64 lower-case hex digits\nhint: run `strata lock RECIPE` to rewrite it",
+                    p.name, p.sha256
+                ));
             }
             if p.filename.starts_with('/')
                 || p.filename.split('/').any(|c| c == ".." || c.is_empty())
             {
-                return Err(DebianError::Lock {
-                    what: what.to_string(),
-                    detail: format!("package {}: unsafe filename {:?}", p.name, p.filename),
-                });
+                return Err(format!(
+                    "package {}: unsafe filename {:?}\nhint: run `strata lock RECIPE` to rewrite it",
+                    p.name, p.filename
+                ));
             }
         }
-        Ok(lock)
+        Ok(())
     }
 
     /// None when the lock was made from `inputs`, else why it is stale.
@@ -226,9 +192,52 @@ impl Lockfile {
 mod tests {
     use super::*;
     use crate::debian::index::parse_packages;
+    use crate::lockfile::Lockfile;
 
     const SHA_A: &str = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6";
     const SHA_B: &str = "1b3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6";
+
+    /// The bytes this lock had before the file could hold a `[base]` table: they must not
+    /// change, or every existing lock would be rewritten.
+    const GOLDEN: &str = r#"# Written by `strata lock`: do not edit by hand; run `strata lock RECIPE` to update.
+format = 1
+inputs = "sha256:2d6463d198c2b17e7666314f906dfd5381b43b5f34528e060b67a50002825f90"
+identity = "sha256:2090225e3c8030d5ebf851ce9c619ad2cbc86c7a683592c7f8db2590cd66ed7a"
+suite = "bookworm"
+architecture = "amd64"
+
+[index]
+inrelease = "sha256:00"
+
+[[index.file]]
+path = "main/binary-amd64/Packages.xz"
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+size = 5
+
+[[package]]
+name = "aa"
+version = "1.0"
+arch = "all"
+filename = "pool/main/a/aa/aa_1.0_all.deb"
+size = 20
+sha256 = "1b3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "aa-src"
+source_version = "0.9"
+multi_arch = "no"
+essential = true
+
+[[package]]
+name = "zz"
+version = "1:2.0-1"
+arch = "amd64"
+filename = "pool/main/z/zz/zz_2.0-1_amd64.deb"
+size = 10
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "zz"
+source_version = "1:2.0-1"
+multi_arch = "same"
+essential = false
+"#;
 
     fn entries() -> Vec<PackageEntry> {
         let text = format!(
@@ -249,7 +258,7 @@ mod tests {
         }
     }
 
-    fn lock() -> Lockfile {
+    fn lock() -> DebianLock {
         let e = entries();
         let refs: Vec<&PackageEntry> = e.iter().collect();
         let files = [UsedIndex {
@@ -257,13 +266,29 @@ mod tests {
             sha256: SHA_A.into(),
             size: 5,
         }];
-        Lockfile::new(&inputs(), "sha256:00", &files, &refs)
+        DebianLock::new(&inputs(), "sha256:00", &files, &refs)
+    }
+
+    fn file(l: &DebianLock) -> String {
+        Lockfile {
+            base: None,
+            debian: Some(l.clone()),
+        }
+        .to_toml()
+        .unwrap()
+    }
+
+    fn parse(what: &str, text: &str) -> Result<DebianLock, String> {
+        Lockfile::parse(what, text)
+            .map(|l| l.debian.expect("a debian part"))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn stable_sorted_bytes_and_round_trip() {
         let l = lock();
-        let text = l.to_toml().unwrap();
+        let text = file(&l);
+        assert_eq!(text, GOLDEN);
         // Same packages in another order: same bytes.
         let e = entries();
         let rev: Vec<&PackageEntry> = e.iter().rev().collect();
@@ -272,8 +297,8 @@ mod tests {
             sha256: SHA_A.into(),
             size: 5,
         }];
-        let l2 = Lockfile::new(&inputs(), "sha256:00", &files, &rev);
-        assert_eq!(l2.to_toml().unwrap(), text);
+        let l2 = DebianLock::new(&inputs(), "sha256:00", &files, &rev);
+        assert_eq!(file(&l2), text);
         assert!(text.starts_with("# Written by `strata lock`"));
         let a = text.find("name = \"aa\"").unwrap();
         let z = text.find("name = \"zz\"").unwrap();
@@ -283,9 +308,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("source = \"aa-src\"") && text.contains("source_version = \"0.9\""));
-        let back = Lockfile::parse("x.lock", &text).unwrap();
+        let back = parse("x.lock", &text).unwrap();
         assert_eq!(back, l);
-        assert_eq!(back.to_toml().unwrap(), text);
+        assert_eq!(file(&back), text);
     }
 
     #[test]
@@ -294,11 +319,8 @@ mod tests {
         let mut other = l.clone();
         other.index.inrelease = "sha256:ff".into();
         assert_eq!(other.compute_identity(), l.identity);
-        let edited = l
-            .to_toml()
-            .unwrap()
-            .replace("version = \"1.0\"", "version = \"1.1\"");
-        let e = Lockfile::parse("r.lock", &edited).unwrap_err().to_string();
+        let edited = file(&l).replace("version = \"1.0\"", "version = \"1.1\"");
+        let e = parse("r.lock", &edited).unwrap_err();
         assert!(e.contains("r.lock") && e.contains("edited by hand"), "{e}");
     }
 
@@ -319,7 +341,7 @@ mod tests {
 
     #[test]
     fn bad_locks() {
-        let text = lock().to_toml().unwrap();
+        let text = file(&lock());
         for (t, msg) in [
             ("garbage = [".to_string(), "x.lock"),
             (text.replace("format = 1", "format = 99"), "format 99"),
@@ -328,8 +350,25 @@ mod tests {
                 "unknown field",
             ),
         ] {
-            let e = Lockfile::parse("x.lock", &t).unwrap_err().to_string();
+            let e = parse("x.lock", &t).unwrap_err();
             assert!(e.contains(msg), "{t}: {e}");
+        }
+        // Edits that keep the identity consistent are still checked.
+        for (edit, msg) in [
+            (
+                (|p: &mut LockedPackage| p.sha256 = "AB".into()) as fn(&mut LockedPackage),
+                "not 64 lower-case hex",
+            ),
+            (
+                |p: &mut LockedPackage| p.filename = "pool/../../etc/passwd".into(),
+                "unsafe filename",
+            ),
+        ] {
+            let mut l = lock();
+            edit(&mut l.packages[0]);
+            l.identity = l.compute_identity();
+            let e = parse("x.lock", &file(&l)).unwrap_err();
+            assert!(e.contains("x.lock") && e.contains(msg), "{e}");
         }
     }
 }

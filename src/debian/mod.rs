@@ -3,9 +3,10 @@
 //! the store. Parsers are pure (`&str`/`&[u8]` in); network access goes through
 //! [`fetch::Fetcher`], file access stays in the few functions of this file.
 //!
-//! The flow: `strata lock` = [`lock_recipe`] (mirror → signed `InRelease` → `Packages` →
-//! resolve → `RECIPE.lock`). `strata build` = [`ensure_lock`] (reads the lock; re-locks only
-//! when it is missing or stale and neither `--locked` nor `--offline` forbids it), then
+//! The flow: `strata lock` = [`resolve_recipe`] (mirror → signed `InRelease` → `Packages` →
+//! resolve → the debian part of `RECIPE.lock`, see [`crate::lockfile`]). `strata build` =
+//! [`ensure_lock`] (reads the lock; re-locks only when its debian part is missing or stale
+//! and neither `--locked` nor `--offline` forbids it), then
 //! [`fetch::ensure_debs`] (cache or mirror, sha256-verified), then [`layers::plan_layers`]
 //! groups the packages into layers, [`extract`] turns each `.deb` into entries, and a last
 //! layer holds the fix-ups that replace dpkg and maintainer scripts ([`fixup_entries`]).
@@ -32,10 +33,11 @@ pub use deb::{parse_control, read_deb, DebError, DebInfo};
 pub use deb822::{parse_paragraphs, Deb822Error, Paragraph};
 pub use dpkgdb::dpkg_db_entries;
 pub use extract::{dirs_of, package_entries, symlinks_of, ExtractOptions, ExtractedPackage};
-pub use lock::{LockInputs, LockedPackage, Lockfile};
+pub use lock::{DebianLock, LockInputs, LockedPackage};
 pub use sbom::spdx_json;
 pub use version::Version;
 
+use crate::lockfile::{lock_path, LockPolicy};
 use crate::recipe::{DebianStep, Recipe};
 use crate::store::{Store, StoreError};
 
@@ -52,6 +54,8 @@ pub enum DebianError {
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Lockfile(#[from] crate::lockfile::LockError),
     #[error("{what}: {detail}")]
     Index { what: String, detail: String },
     #[error("{what}: {detail}\nhint: the mirror served other bytes than its signed index lists; nothing was stored. Retry, or use another mirror")]
@@ -73,10 +77,12 @@ pub enum DebianError {
         recipe: PathBuf,
         reason: String,
     },
-    #[error("{path}: no lockfile, and {why} forbids resolving a new one\nhint: run `strata lock {recipe}` first")]
+    #[error("{path}: {what}, and {why} forbids resolving the debian step\nhint: run `strata lock {recipe}` first")]
     NoLock {
         path: PathBuf,
         recipe: PathBuf,
+        /// `no lockfile`, or what the lockfile lacks.
+        what: &'static str,
         why: &'static str,
     },
     #[error("{path}: {err}")]
@@ -117,11 +123,6 @@ pub fn debian_arch(platform: &str) -> Result<&'static str, DebianError> {
             })
         }
     })
-}
-
-/// The lockfile of a recipe: `recipes/python3.yaml` → `recipes/python3.lock`.
-pub fn lock_path(recipe_path: &Path) -> PathBuf {
-    recipe_path.with_extension("lock")
 }
 
 /// The recipe's debian step, if any (validation allows at most one).
@@ -196,7 +197,7 @@ pub fn resolve_step(
     opts: &IndexOptions,
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
-) -> Result<Lockfile, DebianError> {
+) -> Result<DebianLock, DebianError> {
     let inputs = lock_inputs(step, platform)?;
     let mirror = opts.mirror_for(&step.suite)?;
     let keyring = opts.load_keyring()?;
@@ -227,7 +228,7 @@ pub fn resolve_step(
         essential: step.essential,
     };
     let res = resolve::resolve(&idx.packages, &req)?;
-    Ok(Lockfile::new(
+    Ok(DebianLock::new(
         &inputs,
         &idx.inrelease_sha256,
         &idx.files,
@@ -235,55 +236,29 @@ pub fn resolve_step(
     ))
 }
 
-/// Reads `path` if it exists.
-pub fn read_lock(path: &Path) -> Result<Option<Lockfile>, DebianError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(Lockfile::parse(&path.display().to_string(), &text)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path)(e)),
-    }
-}
-
-/// Writes the lock through a temp file and rename, leaving the old one intact on failure.
-pub fn write_lock(path: &Path, lock: &Lockfile) -> Result<(), DebianError> {
-    let text = lock.to_toml()?;
-    crate::store::write_atomic(path, text.as_bytes()).map_err(io_err(path))
-}
-
-/// `strata lock RECIPE`: resolves and writes the lock. Returns it and whether the bytes
-/// changed.
-pub fn lock_recipe(
-    recipe_path: &Path,
+/// `strata lock RECIPE`: resolves the recipe's debian step (None without one) for the
+/// debian part of the lock. The caller writes the file, with its other part.
+pub fn resolve_recipe(
     recipe: &Recipe,
     opts: &IndexOptions,
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
-) -> Result<Option<(Lockfile, bool)>, DebianError> {
+) -> Result<Option<DebianLock>, DebianError> {
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
     };
-    let lock = resolve_step(step, &recipe.platform, opts, store, fetcher)?;
-    let path = lock_path(recipe_path);
-    let old = std::fs::read_to_string(&path).ok();
-    let changed = old.as_deref() != Some(lock.to_toml()?.as_str());
-    if changed {
-        write_lock(&path, &lock)?;
-    }
-    Ok(Some((lock, changed)))
-}
-
-/// How `strata build` may treat the lock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LockPolicy {
-    /// `--locked`: a missing or stale lock is an error.
-    pub locked: bool,
-    /// `--offline`: no network; the lock must exist and be fresh.
-    pub offline: bool,
+    Ok(Some(resolve_step(
+        step,
+        &recipe.platform,
+        opts,
+        store,
+        fetcher,
+    )?))
 }
 
 /// For `strata build`: the lock to build from. A fresh lock is used as it is (no index is
 /// read). A missing or stale one is an error under `--locked`/`--offline`, else it is
-/// re-resolved and rewritten.
+/// re-resolved and the lock's debian part rewritten (its `[base]` kept).
 pub fn ensure_lock(
     recipe_path: &Path,
     recipe: &Recipe,
@@ -291,13 +266,19 @@ pub fn ensure_lock(
     opts: &IndexOptions,
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
-) -> Result<Option<Lockfile>, DebianError> {
+) -> Result<Option<DebianLock>, DebianError> {
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
     };
     let path = lock_path(recipe_path);
     let inputs = lock_inputs(step, &recipe.platform)?;
-    match read_lock(&path)? {
+    let file = crate::lockfile::read(&path)?;
+    let what = if file.is_some() {
+        "the lockfile has no debian packages"
+    } else {
+        "no lockfile"
+    };
+    match file.and_then(|f| f.debian) {
         Some(lock) => match lock.stale_reason(&inputs) {
             None => return Ok(Some(lock)),
             Some(reason) if policy.locked || policy.offline => {
@@ -313,6 +294,7 @@ pub fn ensure_lock(
             return Err(DebianError::NoLock {
                 path,
                 recipe: recipe_path.to_path_buf(),
+                what,
                 why: if policy.locked {
                     "--locked"
                 } else {
@@ -323,7 +305,7 @@ pub fn ensure_lock(
         None => {}
     }
     let lock = resolve_step(step, &recipe.platform, opts, store, fetcher)?;
-    write_lock(&path, &lock)?;
+    crate::lockfile::update(&path, |f| f.debian = Some(lock.clone()))?;
     Ok(Some(lock))
 }
 
@@ -333,10 +315,10 @@ pub type FetchedDeb = (PathBuf, LockedPackage);
 /// A layer's name and entries.
 pub type NamedLayer = (String, Vec<crate::layer::Entry>);
 
-/// What `strata build` needs for a `debian` step.
+/// What `strata build` needs for a `debian` step (how to treat the lock is the build's
+/// [`LockPolicy`]).
 #[derive(Debug, Clone, Default)]
 pub struct DebianBuildOptions {
-    pub policy: LockPolicy,
     pub index: IndexOptions,
 }
 
@@ -348,6 +330,7 @@ pub fn build_layers(
     recipe_path: &Path,
     recipe: &Recipe,
     opts: &DebianBuildOptions,
+    policy: LockPolicy,
     store: &Store,
     sde: u64,
 ) -> Result<Option<Vec<NamedLayer>>, DebianError> {
@@ -355,8 +338,7 @@ pub fn build_layers(
         return Ok(None);
     };
     let http = fetch::HttpFetcher::new();
-    let Some(lock) = ensure_lock(recipe_path, recipe, opts.policy, &opts.index, store, &http)?
-    else {
+    let Some(lock) = ensure_lock(recipe_path, recipe, policy, &opts.index, store, &http)? else {
         return Ok(None);
     };
     let all_cached = lock
@@ -364,7 +346,7 @@ pub fn build_layers(
         .iter()
         .all(|p| store.has_blob(&format!("sha256:{}", p.sha256)));
     // The mirror is looked up only when something must be downloaded.
-    let mirror = if all_cached || opts.policy.offline {
+    let mirror = if all_cached || policy.offline {
         None
     } else {
         Some(opts.index.mirror_for(&lock.suite)?)
@@ -469,14 +451,6 @@ mod tests {
         assert!(
             e.contains("no Debian architecture") && e.contains("hint:"),
             "{e}"
-        );
-    }
-
-    #[test]
-    fn lock_path_beside_recipe() {
-        assert_eq!(
-            lock_path(Path::new("recipes/python3.yaml")),
-            Path::new("recipes/python3.lock")
         );
     }
 

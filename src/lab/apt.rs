@@ -26,8 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::debian::deb::read_deb_control;
 use crate::debian::fetch::{self, Fetcher};
-use crate::debian::lock::{LockInputs, LockedPackage, Lockfile};
-use crate::debian::{self, DebianError, IndexOptions, LockPolicy, Version};
+use crate::debian::lock::{DebianLock as Lockfile, LockInputs, LockedPackage};
+use crate::debian::{self, DebianError, IndexOptions, Version};
+use crate::lockfile::LockPolicy;
 use crate::recipe::{DebianStep, Layering, RecipeError, DEFAULT_SOURCE_DATE_EPOCH};
 use crate::store::Store;
 
@@ -292,14 +293,17 @@ fn resolve_suite(
 
 /// Writes `lock` unless the file already holds the same bytes; returns whether it wrote.
 fn write_if_changed(path: &Path, lock: &Lockfile) -> Result<bool, LabAptError> {
-    let text = lock
-        .to_toml()
-        .map_err(debian_err(path.display().to_string()))?;
-    if fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
-        return Ok(false);
-    }
-    crate::store::write_atomic(path, text.as_bytes()).map_err(io_err(path))?;
-    Ok(true)
+    let file = crate::lockfile::Lockfile {
+        base: None,
+        debian: Some(lock.clone()),
+    };
+    crate::lockfile::write(path, &file)
+        .map_err(|e| debian_err(path.display().to_string())(DebianError::from(e)))
+}
+
+/// The Debian part of the lock at `path`, if there is one.
+fn read_lock(path: &Path) -> Result<Option<Lockfile>, DebianError> {
+    Ok(crate::lockfile::read(path)?.and_then(|l| l.debian))
 }
 
 /// `strata lock LAB`: resolves the lab's `apt.packages` for every suite of its minions
@@ -338,7 +342,7 @@ pub fn ensure_lab_locks(
     for s in suites_for_lab(lab)? {
         let inputs = lock_inputs(lab, &s)?;
         let path = s.lock_path.clone();
-        let existing = debian::read_lock(&path).map_err(debian_err(format!(
+        let existing = read_lock(&path).map_err(debian_err(format!(
             "the lock of the lab's apt packages for suite `{}`",
             s.suite
         )))?;
@@ -812,7 +816,7 @@ pub fn ensure_lab_repos(
 mod tests {
     use super::*;
     use crate::debian::fetch::tests::MapFetcher;
-    use crate::debian::lock::{LockedIndex, LOCK_FORMAT};
+    use crate::debian::lock::LockedIndex;
 
     fn pool() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/debian/repo/pool/main")
@@ -841,7 +845,6 @@ mod tests {
         let mut packages: Vec<LockedPackage> = files.iter().map(|f| locked(f)).collect();
         packages.sort();
         let mut l = Lockfile {
-            format: LOCK_FORMAT,
             inputs: "sha256:00".into(),
             identity: String::new(),
             suite: "fixture".into(),
@@ -1304,7 +1307,7 @@ mod tests {
             let mut l = lock_of(&FILES[..1]);
             l.suite = s.suite.clone();
             l.inputs = lock_inputs(&lab, s).expect("inputs").digest();
-            debian::write_lock(&s.lock_path, &l).expect("write");
+            write_if_changed(&s.lock_path, &l).expect("write");
         }
         let got = ensure_lab_locks(&lab, offline, &no_index(), &store, &f).expect("fresh");
         assert_eq!(got.len(), 2);

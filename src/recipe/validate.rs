@@ -122,26 +122,21 @@ pub enum Base {
         path: String,
         tag: Option<String>,
     },
-    /// An image in a registry, pinned by digest (`registry://HOST/REPO[:TAG]@sha256:…`).
+    /// An image in a registry: `registry://HOST/REPO[:TAG][@sha256:…]`. Without a digest,
+    /// the digest the tag names is pinned in the recipe's lockfile ([`crate::lockfile::base`]).
     Registry(crate::registry::Reference),
 }
 
-/// `scratch`, `oci:PATH[:TAG]` or `registry://HOST/REPO[:TAG]@sha256:DIGEST`. A final `:x`
+/// `scratch`, `oci:PATH[:TAG]` or `registry://HOST/REPO[:TAG][@sha256:DIGEST]`. A final `:x`
 /// of an `oci:` base is a tag when `x` is a valid tag without `/`.
 pub fn parse_base(base: &str) -> Result<Base, Problem> {
-    let hint = "write `scratch`, `oci:PATH[:TAG]` with PATH an OCI layout directory (relative to the recipe, or absolute), or `registry://HOST/REPO:TAG@sha256:DIGEST`";
+    let hint = "write `scratch`, `oci:PATH[:TAG]` with PATH an OCI layout directory (relative to the recipe, or absolute), or `registry://HOST/REPO:TAG[@sha256:DIGEST]`";
     if base == "scratch" {
         return Ok(Base::Scratch);
     }
     if let Some(rest) = base.strip_prefix("registry://") {
         let r = crate::registry::Reference::parse(rest)
             .map_err(|e| Problem::new(format!("invalid registry base: {}", e.message), e.hint))?;
-        if r.digest.is_none() {
-            return Err(Problem::new(
-                format!("the registry base `{base}` is not pinned by digest"),
-                format!("a tag can move, so strata builds only from digests: find it with `skopeo inspect --format '{{{{.Digest}}}}' docker://{r}` (or `strata pull {r} -o DIR`, which prints it) and write `registry://{r}@sha256:…`"),
-            ));
-        }
         return Ok(Base::Registry(r));
     }
     let Some(rest) = base.strip_prefix("oci:") else {
@@ -360,12 +355,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Without a digest: the lockfile pins the tag.
+        match parse_base("registry://127.0.0.1:5000/base:12") {
+            Ok(Base::Registry(r)) => {
+                assert_eq!(
+                    (r.repo.as_str(), r.tag.as_deref(), r.digest),
+                    ("base", Some("12"), None)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let cases = [
-            (
-                "registry://127.0.0.1:5000/base:12",
-                "not pinned by digest",
-                "registry://127.0.0.1:5000/base:12@sha256:",
-            ),
             (
                 "registry://base:12",
                 "no registry host",

@@ -8,7 +8,7 @@ use std::io::Read;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::client::{status_error, Body, Client, ClientOptions};
+use super::client::{registry_error_message, status_error, Body, Client, ClientOptions};
 use super::{is_index_media_type, Reference, MANIFEST_ACCEPT};
 use crate::digest::sha256_digest;
 use crate::store::Store;
@@ -33,6 +33,20 @@ pub struct PullOptions {
     /// `os/arch[/variant]`: of an index, fetch only this platform's manifest (the index
     /// itself is kept too). `None`: every platform.
     pub platform: Option<String>,
+    /// Never connect: what is not in the store already is an error.
+    pub offline: bool,
+}
+
+/// The registry has no manifest under the tag or digest asked for (HTTP 404).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "fetching the manifest of {what}: HTTP 404: {message}\n  hint: check the repository and tag"
+)]
+pub struct ManifestNotFound {
+    /// `HOST/REPO:REF`.
+    pub what: String,
+    /// The registry's own words, e.g. `MANIFEST_UNKNOWN: manifest unknown`.
+    pub message: String,
 }
 
 /// A pull that connects only when something is missing from the store.
@@ -66,6 +80,29 @@ pub fn pull(reference: &Reference, store: &Store, opts: &PullOptions) -> Result<
     })
 }
 
+/// What `reference`'s tag (or digest) names now: its manifest or index is fetched, checked
+/// against the digest the registry reports and stored in `store`; nothing below it is
+/// fetched. The report's `digest` is what a lock pins.
+pub fn resolve(reference: &Reference, store: &Store, opts: &PullOptions) -> Result<PullReport> {
+    let mut p = Puller {
+        target: reference,
+        opts,
+        store,
+        client: None,
+        fetched: 0,
+        cached: 0,
+    };
+    let reference = reference.manifest_ref().to_string();
+    let (digest, media_type, size) = p.fetch_manifest(&reference, p.target.digest.as_deref())?;
+    Ok(PullReport {
+        digest,
+        media_type,
+        size,
+        fetched: p.fetched,
+        cached: p.cached,
+    })
+}
+
 /// `os/arch[/variant]` of an index entry.
 fn platform_of(d: &serde_json::Value) -> Option<String> {
     let p = &d["platform"];
@@ -85,6 +122,12 @@ pub fn platform_matches(have: &str, want: &str) -> bool {
 impl Puller<'_> {
     fn client(&mut self) -> Result<&Client> {
         if self.client.is_none() {
+            if self.opts.offline {
+                bail!(
+                    "offline: {} is not all in the cache (blobs are missing that only its registry has)\n  hint: build once without --offline (network needed) to pull it into the cache",
+                    self.target
+                );
+            }
             let scope = vec![format!("repository:{}:pull", self.target.repo)];
             self.client = Some(Client::connect(self.target, scope, &self.opts.client)?);
         }
@@ -119,6 +162,14 @@ impl Puller<'_> {
         let url = client.url(&format!("/v2/{}/manifests/{reference}", target.repo));
         let what = format!("{}/{}:{reference}", target.host, target.repo);
         let resp = client.send("GET", &url, &[("Accept", MANIFEST_ACCEPT)], &Body::Empty)?;
+        if resp.status() == 404 {
+            let body = resp.into_string().unwrap_or_default();
+            return Err(ManifestNotFound {
+                what,
+                message: registry_error_message(&body),
+            }
+            .into());
+        }
         if resp.status() != 200 {
             return Err(status_error(
                 &format!("fetching the manifest of {what}"),

@@ -406,6 +406,101 @@ fn locked_refuses_a_stale_or_missing_lock() {
     assert!(stderr(&o).contains("the lock is stale"), "{}", stderr(&o));
 }
 
+/// The `[base]` table of a lock, if any.
+fn base_table(lock: &str) -> Option<String> {
+    let start = lock.find("[base]\n")?;
+    let rest = &lock[start..];
+    let end = rest.find("\n\n").map_or(rest.len(), |i| i + 2);
+    Some(rest[..end].to_string())
+}
+
+#[test]
+fn lock_holds_a_registry_base_beside_the_packages() {
+    let reg = crate::registry::Registry::start(&[]);
+    let server = FixtureServer::start(&fixture_repo(), BTreeMap::new());
+    let sb = Sandbox::new();
+    let hello = sb.build(&repo().join("recipes/hello.yaml"), &sb.path("hello"), &[]);
+    let repo_name = format!("bases/deb-{}", std::process::id());
+    for tag in ["t", "u"] {
+        run_ok(
+            sb.strata()
+                .arg("push")
+                .arg(sb.path("hello"))
+                .arg(format!("{}/{repo_name}:{tag}", reg.host())),
+        );
+    }
+    let with_base = |tag: &str, packages: &str| {
+        RECIPE
+            .replace(
+                "name: deb-fixture\n",
+                &format!(
+                    "name: deb-fixture\nbase: registry://{}/{repo_name}:{tag}\n",
+                    reg.host()
+                ),
+            )
+            .replace("[hello-app]", packages)
+    };
+    let r = recipe(&sb, &with_base("t", "[hello-app]"));
+    run_ok(&mut lock_cmd(&sb, &r, &server));
+    let lock_path = sb.path("recipe.lock");
+    let lock = fs::read_to_string(&lock_path).expect("lock");
+    let base = base_table(&lock).expect("a [base] table");
+    assert_eq!(
+        base,
+        format!(
+            "[base]\nreference = \"registry://{}/{repo_name}:t\"\ndigest = \"{hello}\"\n\n",
+            reg.host()
+        )
+    );
+    assert_eq!(locked_names(&lock).len(), 8, "{lock}");
+    assert!(
+        lock.find("architecture = ") < lock.find("[base]")
+            && lock.find("[base]") < lock.find("[index]"),
+        "{lock}"
+    );
+    // Both parts fresh: --locked builds.
+    let build = |extra: &[&str]| {
+        let o = run(sb
+            .strata()
+            .arg("build")
+            .arg(&r)
+            .arg("-o")
+            .arg(sb.path("out"))
+            .arg("--mirror")
+            .arg(server.url())
+            .arg("--keyring")
+            .arg(keyring())
+            .args(extra));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    build(&["--locked"]);
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock);
+
+    // The base changes: the build pins the new tag and leaves the debian part alone.
+    fs::write(&r, with_base("u", "[hello-app]")).expect("recipe");
+    build(&[]);
+    let relocked = fs::read_to_string(&lock_path).expect("lock");
+    let new_base = base_table(&relocked).expect("a [base] table");
+    assert!(new_base.contains(&format!("{repo_name}:u\"")), "{new_base}");
+    assert_eq!(relocked.replace(&new_base, ""), lock.replace(&base, ""));
+
+    // The packages change: the debian part is resolved again and the base pin kept.
+    fs::write(&r, with_base("u", "[hello-app, data-files]")).expect("recipe");
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&r)
+        .arg("-o")
+        .arg(sb.path("out"))
+        .arg("--locked"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("the lock is stale"), "{}", stderr(&o));
+    build(&[]);
+    let third = fs::read_to_string(&lock_path).expect("lock");
+    assert_eq!(base_table(&third), Some(new_base));
+    assert_ne!(third, relocked);
+}
+
 /// Serves the good repository with one file replaced; `strata lock` (or the build's fetch)
 /// must fail naming `want`, write no lock, and keep the hostile bytes out of the cache.
 fn refused(url_path: &str, hostile: &str, want: &[&str]) {

@@ -10,8 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata::debian::{parse_paragraphs, IndexOptions, LockPolicy, Lockfile};
+use strata::debian::lock::DebianLock as Lockfile;
+use strata::debian::{parse_paragraphs, IndexOptions};
 use strata::lab::apt;
+use strata::lockfile::LockPolicy;
 use strata::store::Store;
 
 use crate::debian::{fixture_repo, keyring, FixtureServer};
@@ -96,7 +98,12 @@ fn lab_packages_are_locked_fetched_and_served_as_a_flat_repository() {
     assert_eq!(l.suite.lock_path, path.canonicalize().expect("lock exists"));
     let text = fs::read_to_string(&path).expect("lock");
     assert!(text.starts_with("# Written by `strata lock`"), "{text}");
-    assert_eq!(Lockfile::parse("lock", &text).expect("parses"), l.lock);
+    assert_eq!(
+        strata::lockfile::Lockfile::parse("lock", &text)
+            .expect("parses")
+            .debian,
+        Some(l.lock.clone())
+    );
     // hello-app and its dependencies, base-sh through Pre-Depends; no Essential set
     // (data-files is only `Priority: required`, which the minion image already has).
     assert_eq!(

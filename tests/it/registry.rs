@@ -485,15 +485,9 @@ fn htpasswd_registry_needs_credentials_and_never_shows_them() {
     assert_eq!(json_of(&o)["digest"], digest.as_str());
 }
 
-#[test]
-fn index_push_and_pull() {
-    if !require("skopeo") {
-        return;
-    }
-    let reg = Registry::start(&[]);
-    let sb = Sandbox::new();
-    let (out, digest) = build_hello(&sb);
-    // Wrap the image in an index, as a multi-platform image would be.
+/// Wraps the layout's image `digest` in an index for linux/amd64, as a multi-platform image
+/// would be, tagged `multi` in the layout. Returns the index digest and bytes.
+fn wrap_in_index(out: &Path, digest: &str) -> (String, Vec<u8>) {
     let manifest_size = fs::metadata(
         out.join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:")),
@@ -533,6 +527,18 @@ fn index_push_and_pull() {
         serde_json::to_vec(&layout_index).expect("json"),
     )
     .expect("index.json");
+    (index_digest, bytes)
+}
+
+#[test]
+fn index_push_and_pull() {
+    if !require("skopeo") {
+        return;
+    }
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let (index_digest, bytes) = wrap_in_index(&out, &digest);
 
     let target = format!("{}/{}:multi", reg.host(), unique("index/hello"));
     let o = run_ok(
@@ -598,21 +604,13 @@ fn registry_base_is_pinned_cached_and_builds_offline() {
     let base_ref = format!("{}/{base_repo}:v1", reg.host());
     run_ok(sb.strata().arg("push").arg(&out).arg(&base_ref));
 
-    // Unpinned: refused before any network, with the digest to pin in the hint.
+    // Without a digest, the build resolves the tag and pins it in the recipe's lock.
     let recipe = write_base_recipe(&sb.path("r1"), &format!("registry://{base_ref}"));
-    let o = run(sb
-        .strata()
-        .arg("build")
-        .arg(&recipe)
-        .arg("-o")
-        .arg(sb.path("x")));
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("not pinned by digest"),
-        "{}",
-        stderr(&o)
+    let unpinned = sb.build(&recipe, &sb.path("x"), &[]);
+    assert_eq!(
+        fs::read_to_string(recipe.with_extension("lock")).expect("lock written"),
+        lock_text(&format!("registry://{base_ref}"), &digest)
     );
-    assert!(stderr(&o).contains("skopeo inspect"), "{}", stderr(&o));
 
     let recipe = write_base_recipe(&sb.path("r2"), &format!("registry://{base_ref}@{digest}"));
     let pushed_ref = format!("{}/{}:built", reg.host(), unique("apps/on-registry"));
@@ -627,6 +625,9 @@ fn registry_base_is_pinned_cached_and_builds_offline() {
     );
     let v = json_of(&o);
     let built = v["manifest_digest"].as_str().expect("digest").to_string();
+    assert_eq!(built, unpinned, "the same base, by tag or by digest");
+    // A digest in the recipe is its own pin: the build writes no lock.
+    assert!(!sb.path("r2/on-registry.lock").exists());
     assert_eq!(v["push"]["digest"], built.as_str());
     // The base's blobs were mounted from the base's repository, the new ones uploaded.
     let acts = actions(&v["push"]);
@@ -668,6 +669,259 @@ fn registry_base_is_pinned_cached_and_builds_offline() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The lock `strata lock` writes for a recipe whose only lockable part is its base.
+pub fn lock_text(reference: &str, digest: &str) -> String {
+    format!(
+        "# Written by `strata lock`: do not edit by hand; run `strata lock RECIPE` to update.\n\
+         format = 1\n\
+         \n\
+         [base]\n\
+         reference = \"{reference}\"\n\
+         digest = \"{digest}\"\n"
+    )
+}
+
+/// A one-layer image from scratch holding `/etc/which-base`; returns its layout and digest.
+fn build_other(sb: &Sandbox, name: &str) -> (PathBuf, String) {
+    let dir = sb.path(&format!("src-{name}"));
+    fs::create_dir_all(&dir).expect("dir");
+    let recipe = dir.join("other.yaml");
+    fs::write(
+        &recipe,
+        format!("name: other\ntag: latest\nlayers:\n  - name: only\n    steps:\n      - file: {{path: /etc/which-base, content: \"{name}\\n\"}}\n"),
+    )
+    .expect("recipe");
+    let out = sb.path(&format!("img-{name}"));
+    let d = sb.build(&recipe, &out, &[]);
+    (out, d)
+}
+
+/// The base digest annotation and the layer count of a built layout.
+fn base_of(sb: &Sandbox, layout: &Path) -> (String, usize) {
+    let o = run_ok(sb.strata().args(["inspect", "--json"]).arg(layout));
+    let info = json_of(&o);
+    (
+        info["annotations"]["org.opencontainers.image.base.digest"]
+            .as_str()
+            .expect("base digest")
+            .to_string(),
+        info["layers"].as_array().map_or(0, Vec::len),
+    )
+}
+
+fn build_err(sb: &Sandbox, recipe: &Path, extra: &[&str]) -> String {
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(recipe)
+        .arg("-o")
+        .arg(sb.path("refused"))
+        .args(extra));
+    assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+    stderr(&o)
+}
+
+#[test]
+fn registry_base_tag_is_pinned_by_the_lock_until_update() {
+    let mut reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (a_out, a) = build_hello(&sb);
+    let (b_out, b) = build_other(&sb, "b");
+    assert_ne!(a, b);
+    let repo_name = unique("bases/moving");
+    let tag_ref = format!("{}/{repo_name}:t", reg.host());
+    let push = |out: &Path, target: &str| {
+        run_ok(sb.strata().arg("push").arg(out).arg(target));
+    };
+    push(&a_out, &tag_ref);
+    let written = format!("registry://{tag_ref}");
+    let recipe = write_base_recipe(&sb.path("r"), &written);
+    let lock = recipe.with_extension("lock");
+    let read_lock = || fs::read_to_string(&lock).expect("lock");
+
+    // `strata lock` pins the digest the tag names: A.
+    let o = run_ok(sb.strata().arg("lock").arg(&recipe));
+    assert_eq!(stdout(&o).trim(), format!("{a} {written}"));
+    assert!(
+        stderr(&o).contains("wrote") && stderr(&o).contains("resolved"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_lock(), lock_text(&written, &a));
+    let on_a = sb.build(&recipe, &sb.path("on-a"), &["--locked"]);
+    assert_eq!(base_of(&sb, &sb.path("on-a")), (a.clone(), 4));
+
+    // B is pushed under the same tag: builds stay on A, with or without --locked.
+    push(&b_out, &tag_ref);
+    let o = run_ok(
+        sb.strata()
+            .args(["pull", "--json"])
+            .arg(&tag_ref)
+            .arg("-o")
+            .arg(sb.path("tag-now")),
+    );
+    assert_eq!(json_of(&o)["pull"]["digest"], b.as_str(), "the tag moved");
+    assert_eq!(sb.build(&recipe, &sb.path("still-a"), &[]), on_a);
+    assert_eq!(sb.build(&recipe, &sb.path("still-a2"), &["--locked"]), on_a);
+    assert_eq!(base_of(&sb, &sb.path("still-a")).0, a);
+    // `strata lock` without --update keeps the pin.
+    let o = run_ok(sb.strata().arg("lock").arg(&recipe));
+    assert!(
+        stderr(&o).contains("unchanged") && stderr(&o).contains("kept"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_lock(), lock_text(&written, &a));
+
+    // --update moves the pin to B, and the next build starts from B.
+    let o = run_ok(
+        sb.strata()
+            .args(["lock", "--update", "--json"])
+            .arg(&recipe),
+    );
+    let v = json_of(&o);
+    assert_eq!(v["base"]["action"], "resolved");
+    assert_eq!(v["base"]["changed"], true);
+    assert_eq!(v["base"]["digest"], b.as_str());
+    assert_eq!(read_lock(), lock_text(&written, &b));
+    let on_b = sb.build(&recipe, &sb.path("on-b"), &["--locked"]);
+    assert_ne!(on_b, on_a);
+    assert_eq!(base_of(&sb, &sb.path("on-b")), (b.clone(), 2));
+
+    // A digest in the recipe must agree with the lock: it does not (A, the lock says B).
+    let pinned_a = format!("{written}@{a}");
+    write_base_recipe(&sb.path("r"), &pinned_a);
+    let e = build_err(&sb, &recipe, &["--locked"]);
+    assert!(
+        e.contains("on-registry.yaml:3:7")
+            && e.contains(&format!("the recipe pins {a}, the lock pins {b}"))
+            && e.contains(&format!("strata lock {}", recipe.display())),
+        "{e}"
+    );
+    assert_eq!(read_lock(), lock_text(&written, &b), "left as it was");
+    // Without --locked the recipe's digest wins and the lock follows it, as a stale debian
+    // lock is rewritten.
+    assert_eq!(sb.build(&recipe, &sb.path("on-a-again"), &[]), on_a);
+    assert_eq!(read_lock(), lock_text(&pinned_a, &a));
+
+    // Another tag: --locked and --offline refuse, naming the recipe's line and the fix.
+    let u_written = format!("registry://{}/{repo_name}:u", reg.host());
+    write_base_recipe(&sb.path("r"), &u_written);
+    for flag in ["--locked", "--offline"] {
+        let e = build_err(&sb, &recipe, &[flag]);
+        assert!(
+            e.contains("on-registry.yaml:3:7")
+                && e.contains(&format!("{} is stale", lock.display()))
+                && e.contains(&format!("the recipe's base is `{u_written}`"))
+                && e.contains(&format!("{flag} forbids"))
+                && e.contains(&format!("run `strata lock {}`", recipe.display())),
+            "{flag}: {e}"
+        );
+    }
+    // Tag `u` does not exist: the build (and `strata lock`) say so, naming the fix.
+    let e = build_err(&sb, &recipe, &[]);
+    let lock_err = stderr(&run(sb.strata().arg("lock").arg(&recipe)));
+    for e in [e, lock_err] {
+        assert!(
+            e.contains("on-registry.yaml:3:7")
+                && e.contains(&format!("base `{u_written}`"))
+                && e.contains("no image tagged `u`")
+                && e.contains("MANIFEST_UNKNOWN")
+                && e.contains(&format!("push the image as {}/{repo_name}:u", reg.host())),
+            "{e}"
+        );
+    }
+    assert_eq!(read_lock(), lock_text(&pinned_a, &a), "left as it was");
+    // Once `u` exists, a build without flags resolves it and writes the lock.
+    push(&a_out, &format!("{}/{repo_name}:u", reg.host()));
+    assert_eq!(sb.build(&recipe, &sb.path("on-u"), &[]), on_a);
+    assert_eq!(read_lock(), lock_text(&u_written, &a));
+
+    // The registry gone: --offline builds from the lock and the warm cache.
+    reg.kill();
+    assert_eq!(
+        sb.build(&recipe, &sb.path("offline"), &["--offline", "--locked"]),
+        on_a
+    );
+    // A cache without the base: --offline says so at once, without trying to connect.
+    let cold = Sandbox::new();
+    let started = Instant::now();
+    let o = run(cold
+        .strata()
+        .args(["build", "--offline"])
+        .arg(&recipe)
+        .arg("-o")
+        .arg(cold.path("x")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("offline:") && stderr(&o).contains("not all in the cache"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "no retries");
+}
+
+#[test]
+fn registry_base_tag_of_an_index_pins_the_index() {
+    let reg = Registry::start(&[]);
+    let sb = Sandbox::new();
+    let (out, digest) = build_hello(&sb);
+    let (index_digest, _) = wrap_in_index(&out, &digest);
+    let tag_ref = format!("{}/{}:multi", reg.host(), unique("bases/multi"));
+    run_ok(
+        sb.strata()
+            .arg("push")
+            .arg(format!("oci:{}:multi", out.display()))
+            .arg(&tag_ref),
+    );
+    let written = format!("registry://{tag_ref}");
+    let recipe = write_base_recipe(&sb.path("r"), &written);
+    run_ok(sb.strata().arg("lock").arg(&recipe));
+    // The lock pins the index; the build picks linux/amd64 from it.
+    assert_eq!(
+        fs::read_to_string(recipe.with_extension("lock")).expect("lock"),
+        lock_text(&written, &index_digest)
+    );
+    sb.build(&recipe, &sb.path("built"), &["--locked"]);
+    assert_eq!(base_of(&sb, &sb.path("built")), (index_digest, 4));
+}
+
+#[test]
+fn unreachable_registry_names_the_recipe_reference_and_fix() {
+    let sb = Sandbox::new();
+    // Nothing listens there.
+    let written = format!("registry://127.0.0.1:{}/bases/gone:t", free_port());
+    let recipe = write_base_recipe(&sb.path("r"), &written);
+    let loaded = strata::recipe::load(&recipe).expect("recipe");
+    let store = strata::store::Store::open(&sb.cache()).expect("store");
+    // One try instead of the CLI's half minute of retries: the same code path.
+    let client = strata::registry::ClientOptions {
+        retry: strata::registry::RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let lock = strata::lockfile::base::lock_base(&loaded, None, false, &client, &store);
+    let build = strata::lockfile::base::ensure_base(
+        &loaded,
+        strata::lockfile::LockPolicy::default(),
+        &client,
+        &store,
+    );
+    for e in [lock.map(|_| ()), build.map(|_| ())] {
+        let e = format!("{:#}", e.expect_err("unreachable"));
+        assert!(
+            e.contains("on-registry.yaml:3:7")
+                && e.contains(&format!("base `{written}`"))
+                && e.contains("cannot reach the registry")
+                && e.contains(&format!("run `strata lock {}`", recipe.display())),
+            "{e}"
+        );
+    }
+    assert!(!recipe.with_extension("lock").exists());
 }
 
 #[test]
