@@ -304,6 +304,48 @@ fn build_layer(
     ))
 }
 
+/// The symlinks and directories the base image's layers leave, whiteouts applied.
+fn base_tree(store: &Store, base: Option<&BaseImage>) -> Result<crate::debian::LowerTree> {
+    let mut tree = crate::debian::LowerTree::default();
+    let Some(base) = base else { return Ok(tree) };
+    for l in &base.layers {
+        let blob = store.open_blob(&l.digest)?;
+        let mut ar = tar::Archive::new(decompressor(&l.media_type, blob)?);
+        for e in ar.entries()? {
+            let e = e?;
+            let raw = e.path()?.to_string_lossy().into_owned();
+            let p = raw.trim_start_matches("./").trim_matches('/');
+            if p.is_empty() || p == "." {
+                continue;
+            }
+            let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+            let under = |n: &str| {
+                if dir.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{dir}/{n}")
+                }
+            };
+            if name == ".wh..wh..opq" {
+                tree.remove_tree(dir, false);
+            } else if let Some(n) = name.strip_prefix(".wh.") {
+                tree.remove_tree(&under(n), true);
+            } else if e.header().entry_type().is_dir() {
+                tree.dir(p);
+            } else if e.header().entry_type().is_symlink() {
+                let target = e
+                    .link_name()?
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tree.symlink(p, &target);
+            } else {
+                tree.remove_tree(p, true);
+            }
+        }
+    }
+    Ok(tree)
+}
+
 /// Text of `path` (relative, e.g. `etc/passwd`) as the image has it: the last recipe layer
 /// holding it, else the topmost base layer holding it.
 fn file_in_image(
@@ -370,24 +412,49 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .map(|(i, l)| l.name.clone().unwrap_or_else(|| format!("layer-{}", i + 1)))
         .collect();
 
-    // A `debian` step's layer becomes the step's layer groups (lock, fetch, extract).
-    let debian_layers =
-        crate::debian::build_layers(&loaded.file, r, &opts.debian, opts.policy, &store, sde)?;
-    let resolved: Vec<Vec<(String, Vec<Entry>)>> = (0..r.layers.len())
+    // Every layer but the `debian` step's, resolved in parallel.
+    let debian_at = r
+        .layers
+        .iter()
+        .position(|l| l.steps.iter().any(|s| matches!(s, recipe::Step::Debian(_))));
+    let plain: Vec<Option<Vec<Entry>>> = (0..r.layers.len())
         .into_par_iter()
         .map(|i| {
-            let is_debian = r.layers[i]
-                .steps
-                .iter()
-                .any(|s| matches!(s, recipe::Step::Debian(_)));
-            if is_debian {
-                return Ok(debian_layers.clone().unwrap_or_default());
+            if Some(i) == debian_at {
+                return Ok(None);
             }
-            let entries = recipe::resolve_layer_with(loaded, i, &stat, &wheels, sde)?;
-            Ok(vec![(names[i].clone(), entries)])
+            Ok(Some(recipe::resolve_layer_with(
+                loaded, i, &stat, &wheels, sde,
+            )?))
         })
         .collect::<Result<_>>()?;
-    let mut layer_entries: Vec<(String, Vec<Entry>)> = resolved.into_iter().flatten().collect();
+    // The `debian` step's layer becomes the step's layer groups (lock, fetch, extract),
+    // extracted through the symlinks of the base and of the recipe's layers below it.
+    let debian_layers = match debian_at {
+        Some(at) => {
+            let mut lower = base_tree(&store, base.as_ref())?;
+            for entries in plain[..at].iter().flatten() {
+                lower.apply(entries);
+            }
+            crate::debian::build_layers(
+                &loaded.file,
+                r,
+                &opts.debian,
+                opts.policy,
+                &store,
+                sde,
+                &lower,
+            )?
+        }
+        None => None,
+    };
+    let mut layer_entries: Vec<(String, Vec<Entry>)> = Vec::new();
+    for (i, entries) in plain.into_iter().enumerate() {
+        match entries {
+            Some(e) => layer_entries.push((names[i].clone(), e)),
+            None => layer_entries.extend(debian_layers.clone().unwrap_or_default()),
+        }
+    }
     let mut planned: Vec<String> = layer_entries.iter().map(|(n, _)| n.clone()).collect();
     if r.accounts.is_some() {
         planned.push("accounts".into());

@@ -322,10 +322,66 @@ pub struct DebianBuildOptions {
     pub index: IndexOptions,
 }
 
+/// The symlinks (image path → target) and directories of the image below the `debian`
+/// layer (the base image and the recipe's earlier layers), so packages are extracted
+/// through them: with `bin -> usr/bin` below, a package's `/bin/ls` goes to `usr/bin/ls`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LowerTree {
+    pub symlinks: BTreeMap<String, String>,
+    pub dirs: BTreeSet<String>,
+}
+
+impl LowerTree {
+    /// Applies one layer's entries on top, as a runtime unpacking it would: an entry
+    /// replaces what was at its path (a directory over a directory keeps it), a symlink or
+    /// file also hides everything below its path, a whiteout deletes its path and
+    /// everything below, an opaque whiteout everything below its directory.
+    pub fn apply(&mut self, entries: &[crate::layer::Entry]) {
+        use crate::layer::EntryKind;
+        for e in entries {
+            let p = e.path.as_str();
+            match &e.kind {
+                EntryKind::Dir => self.dir(p),
+                EntryKind::Symlink { target } => self.symlink(p, target),
+                EntryKind::File { .. } | EntryKind::Hardlink { .. } | EntryKind::Whiteout => {
+                    self.remove_tree(p, true)
+                }
+                EntryKind::OpaqueWhiteout => self.remove_tree(p, false),
+            }
+        }
+    }
+
+    /// A directory at `p` (it replaces a symlink there).
+    pub fn dir(&mut self, p: &str) {
+        self.symlinks.remove(p);
+        self.dirs.insert(p.to_string());
+    }
+
+    /// A symlink at `p`, replacing whatever was there and below.
+    pub fn symlink(&mut self, p: &str, target: &str) {
+        self.remove_tree(p, true);
+        self.symlinks.insert(p.to_string(), target.to_string());
+    }
+
+    /// Deletes what is below `p`, and `p` itself when `itself` (a file, hard link or
+    /// whiteout at `p`; `false` for an opaque whiteout in directory `p`).
+    pub fn remove_tree(&mut self, p: &str, itself: bool) {
+        if p.is_empty() {
+            self.symlinks.clear();
+            self.dirs.clear();
+            return;
+        }
+        let below = format!("{p}/");
+        let keep = |k: &String| !(k.starts_with(&below) || itself && k == p);
+        self.symlinks.retain(|k, _| keep(k));
+        self.dirs.retain(|k| keep(k));
+    }
+}
+
 /// For `strata build`: the layers of the recipe's `debian` step (None without one): the
 /// lock (see [`ensure_lock`]), every `.deb` in the store (fetched unless `--offline`), the
-/// packages grouped by `layering`, each group's `.deb`s extracted in order over the layers
-/// below, then one layer of fix-ups.
+/// packages grouped by `layering`, each group's `.deb`s extracted in order over `lower`
+/// and the groups before it, then one layer of fix-ups.
 pub fn build_layers(
     recipe_path: &Path,
     recipe: &Recipe,
@@ -333,6 +389,7 @@ pub fn build_layers(
     policy: LockPolicy,
     store: &Store,
     sde: u64,
+    lower: &LowerTree,
 ) -> Result<Option<Vec<NamedLayer>>, DebianError> {
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
@@ -362,8 +419,8 @@ pub fn build_layers(
     let spill = store.root().join("tmp").join("debian-spill");
     std::fs::create_dir_all(&spill).map_err(io_err(&spill))?;
     // Symlinks and directories of the layers already made, for the extraction of the next.
-    let mut below_symlinks: BTreeMap<String, String> = BTreeMap::new();
-    let mut below_dirs: BTreeSet<String> = BTreeSet::new();
+    let mut below_symlinks: BTreeMap<String, String> = lower.symlinks.clone();
+    let mut below_dirs: BTreeSet<String> = lower.dirs.clone();
     let mut extracted: Vec<ExtractedPackage> = Vec::new();
     let mut out = Vec::new();
     for group in layers::plan_layers(&step.layering, &packages) {
@@ -452,6 +509,37 @@ mod tests {
             e.contains("no Debian architecture") && e.contains("hint:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn lower_tree_applies_layers_like_a_runtime() {
+        use crate::layer::{Entry, EntryKind};
+        let link = |p: &str, t: &str| {
+            Entry::new(
+                p,
+                EntryKind::Symlink {
+                    target: t.to_string(),
+                },
+                0o777,
+            )
+        };
+        let dir = |p: &str| Entry::new(p, EntryKind::Dir, 0o755);
+        let mut t = LowerTree::default();
+        t.apply(&[dir("var"), dir("var/run"), dir("var/run/x"), dir("opt")]);
+        t.apply(&[link("bin", "usr/bin"), link("var/run", "/run")]);
+        assert_eq!(t.symlinks["bin"], "usr/bin");
+        assert_eq!(t.symlinks["var/run"], "/run");
+        assert!(!t.dirs.contains("var/run") && !t.dirs.contains("var/run/x"));
+        // A directory replaces a link; a whiteout removes a path and what is below.
+        t.apply(&[dir("bin"), Entry::new("var", EntryKind::Whiteout, 0)]);
+        assert!(t.dirs.contains("bin") && !t.symlinks.contains_key("bin"));
+        assert!(!t.symlinks.contains_key("var/run") && !t.dirs.contains("var"));
+        // An opaque directory keeps itself, not what was below it.
+        t.apply(&[
+            dir("opt/a"),
+            Entry::new("opt", EntryKind::OpaqueWhiteout, 0),
+        ]);
+        assert!(t.dirs.contains("opt") && !t.dirs.contains("opt/a"));
     }
 
     #[test]

@@ -710,3 +710,99 @@ fn real_mirror_locks_python3() {
         lock
     );
 }
+
+/// Every member path of every layer of the single image in an OCI layout, bottom first.
+fn layout_paths(layout: &Path) -> Vec<Vec<String>> {
+    let json = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(&p).expect("read")).expect("json")
+    };
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index = json(layout.join("index.json"));
+    let manifest = json(blob(
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    let mut out = Vec::new();
+    for l in manifest["layers"].as_array().expect("layers") {
+        let f = fs::File::open(blob(l["digest"].as_str().expect("digest"))).expect("blob");
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let paths = ar
+            .entries()
+            .expect("tar")
+            .map(|e| {
+                let e = e.expect("entry");
+                let p = e.path().expect("path").to_string_lossy().into_owned();
+                p.trim_end_matches('/').to_string()
+            })
+            .collect();
+        out.push(paths);
+    }
+    out
+}
+
+#[test]
+fn packages_are_extracted_through_symlinks_of_the_base_and_earlier_layers() {
+    let sb = Sandbox::new();
+    let server = FixtureServer::start(&fixture_repo(), BTreeMap::new());
+    // A link below the package's files, as merged /usr has `bin -> usr/bin`.
+    let link = "      - symlink: {path: /usr/share/doc, target: ../doc}\n";
+    let debian =
+        "  - name: packages\n    steps:\n      - debian: {suite: fixture, packages: [hello-app]}\n";
+    fs::write(
+        sb.path("base.yaml"),
+        format!("name: base\nlayers:\n  - name: links\n    steps:\n{link}"),
+    )
+    .expect("write");
+    run_ok(
+        sb.strata()
+            .args(["build", "-o"])
+            .arg(sb.path("base"))
+            .arg(sb.path("base.yaml")),
+    );
+    let on_base = recipe(
+        &sb,
+        &format!("name: on-base\nbase: oci:base\nlayers:\n{debian}"),
+    );
+    fs::write(
+        sb.path("layered.yaml"),
+        format!("name: layered\nlayers:\n  - name: links\n    steps:\n{link}{debian}"),
+    )
+    .expect("write");
+    for (r, out) in [
+        (on_base, sb.path("out-base")),
+        (sb.path("layered.yaml"), sb.path("out-layered")),
+    ] {
+        run_ok(&mut lock_cmd(&sb, &r, &server));
+        run_ok(
+            sb.strata()
+                .arg("build")
+                .arg(&r)
+                .arg("-o")
+                .arg(&out)
+                .arg("--locked")
+                .arg("--mirror")
+                .arg(server.url()),
+        );
+        let layers = layout_paths(&out);
+        assert!(
+            layers[0].contains(&"usr/share/doc".to_string()),
+            "{:?}",
+            layers[0]
+        );
+        let above: Vec<&String> = layers[1..].iter().flatten().collect();
+        assert!(
+            above.iter().any(|p| *p == "usr/doc/hello-app/README"),
+            "{above:?}"
+        );
+        // Nothing replaces the link with a directory or writes below it.
+        assert!(
+            !above.iter().any(|p| p.starts_with("usr/share/doc")),
+            "{above:?}"
+        );
+        let v = run(sb.strata().arg("verify").arg(&out));
+        assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+    }
+}
