@@ -41,7 +41,9 @@ impl resolver::WheelSink for StoreSink<'_> {
 
 /// Builds wheels from sdists with `PYTHON -m pip wheel --no-deps` (PYTHON is
 /// `STRATA_PYTHON_BUILDER`, default `python3`), at lock time only. Build dependencies come
-/// from the same index; `SOURCE_DATE_EPOCH` is fixed so a rebuild can give the same bytes.
+/// from the same index; `SOURCE_DATE_EPOCH` is fixed and C/C++ code is compiled without
+/// debug info (`-g0`, which would record pip's random build directory), so a rebuild can
+/// give the same bytes.
 pub struct PipBuilder {
     pub python: String,
 }
@@ -81,6 +83,10 @@ impl resolver::SdistBuilder for PipBuilder {
             .arg(&src)
             .env("SOURCE_DATE_EPOCH", "315532800")
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            // pip builds in a temp dir of a random name, which debug info records; without
+            // it a rebuilt C extension comes out byte-identical.
+            .env("CFLAGS", no_debug_info("CFLAGS"))
+            .env("CXXFLAGS", no_debug_info("CXXFLAGS"))
             .output()
             .map_err(|e| {
                 format!(
@@ -117,6 +123,14 @@ impl resolver::SdistBuilder for PipBuilder {
             .unwrap_or_default();
         let bytes = std::fs::read(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
         Ok((name, bytes))
+    }
+}
+
+/// The compiler flags in `var`, if set, with `-g0` last (it overrides an earlier `-g`).
+fn no_debug_info(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => format!("{} -g0", v.trim()),
+        _ => "-g0".into(),
     }
 }
 
