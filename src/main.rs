@@ -747,6 +747,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command,
         } => {
             let bars = Bars::new(progress);
+            // Bind mounts of the lab's state need an absolute path.
+            let cache = std::path::absolute(&cache)
+                .with_context(|| format!("the cache directory {}", cache.display()))?;
             let ctx = lab_cmd::LabContext {
                 build: BuildOptions {
                     cache_dir: cache,

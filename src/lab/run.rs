@@ -18,7 +18,7 @@ pub const PING_SALT_TIMEOUT_S: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("{0}")]
+    #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("minions not answering after {seconds} s: {missing}")]
     NotAnswering { seconds: u64, missing: String },

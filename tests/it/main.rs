@@ -10,6 +10,7 @@ mod determinism;
 mod errors;
 mod lab;
 mod lab_apt;
+mod lab_salt;
 mod python;
 mod registry;
 mod tools;
