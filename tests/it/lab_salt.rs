@@ -203,7 +203,11 @@ fn lab_commands_on_a_lab_kept_up() {
         "cat",
         "/tmp/strata-lab-marker",
     ]));
-    assert_eq!(stdout(&o), "good");
+    assert_eq!(
+        stdout(&o),
+        "good\n",
+        "file.managed contents end with a newline"
+    );
     // exec passes the exit code on.
     let o = run(strata(&sb)
         .args(["lab", "exec"])
