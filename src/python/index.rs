@@ -28,6 +28,57 @@ pub trait Index {
     fn download(&self, url: &str) -> Result<Vec<u8>, String>;
 }
 
+/// Hint for a locked file the index cannot give as locked.
+pub const RELOCK_HINT: &str = "run `strata lock --update` to resolve the step anew against this index (or point `--index-url` at an index that has the locked file)";
+
+/// Fetches a locked file by its exact file name, as pip does with `--require-hashes`:
+/// reads `project`'s page on the index, takes the file listed under `filename` (from
+/// whatever URL the page gives), and checks its size and sha256 against the lock. The
+/// index's own size and hash, when listed, are checked first so a file that cannot match
+/// is not downloaded. Errors name the file and the index; nothing is returned on a
+/// mismatch.
+pub fn fetch_by_name(
+    index: &dyn Index,
+    project: &str,
+    filename: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<Vec<u8>, String> {
+    let base = index.base_url();
+    let files = index
+        .project(project)
+        .map_err(|e| format!("{e}\n  hint: {RELOCK_HINT}"))?;
+    let Some(file) = files.iter().find(|f| f.filename == filename) else {
+        return Err(format!(
+            "{filename} is not listed on the index {base} (project page `{project}`)\n  hint: the index no longer offers the locked file; {RELOCK_HINT}"
+        ));
+    };
+    if let Some(listed) = file.sha256.as_deref().filter(|h| *h != sha256) {
+        return Err(format!(
+            "the index {base} lists {filename} with sha256 {listed}, the lock says {sha256} (nothing downloaded)\n  hint: the file changed on the index or the lock was edited; {RELOCK_HINT}"
+        ));
+    }
+    if let Some(listed) = file.size.filter(|s| *s != size) {
+        return Err(format!(
+            "the index {base} lists {filename} with size {listed}, the lock says {size} (nothing downloaded)\n  hint: the file changed on the index or the lock was edited; {RELOCK_HINT}"
+        ));
+    }
+    let bytes = index.download(&file.url)?;
+    if bytes.len() as u64 != size {
+        return Err(format!(
+            "{filename} from the index {base} has {} bytes, the lock says {size} (not stored)\n  hint: the index serves different bytes than when the lock was made; check the index, or {RELOCK_HINT}",
+            bytes.len()
+        ));
+    }
+    let got = crate::digest::sha256_hex(&bytes);
+    if got != sha256 {
+        return Err(format!(
+            "{filename} from the index {base} has sha256 {got}, the lock says {sha256} (not stored)\n  hint: the index serves different bytes than when the lock was made; check the index, or {RELOCK_HINT}"
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Where the index URL came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexUrl {

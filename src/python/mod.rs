@@ -152,7 +152,8 @@ pub fn python_steps(loaded: &LoadedRecipe) -> Vec<(String, &PythonStep)> {
 pub struct LockReport {
     pub step: String,
     pub lock: PathBuf,
-    /// `resolved` (written anew), `current` (kept).
+    /// `resolved` (written anew), `current` (kept), `rewritten` (an older-format lock
+    /// written in the current format, same resolution).
     pub action: &'static str,
     pub packages: usize,
     /// Wheels downloaded or built into the cache by this run.
@@ -205,14 +206,30 @@ pub fn lock_recipe(
                     .as_deref()
                     .ok_or_else(|| anyhow::anyhow!("no index"))?;
                 fetch_locked(store, ix, opts.builder, w, opts.log).map_err(|e| {
-                    anyhow::anyhow!("{}: {}: {e}", settings.lock.display(), w.filename)
+                    anyhow::anyhow!(
+                        "{}: package {} {}: {e}",
+                        settings.lock.display(),
+                        w.name,
+                        w.version
+                    )
                 })?;
                 fetched += 1;
             }
+            // A lock in the older format (with URLs) is written anew: same resolution,
+            // no URLs.
+            let action = if l.is_old_format() {
+                let mut l = l.clone();
+                l.version = lock::LOCK_VERSION;
+                lock::write(&settings.lock, &l)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", settings.lock.display()))?;
+                "rewritten"
+            } else {
+                "current"
+            };
             reports.push(LockReport {
                 step: path,
                 lock: settings.lock.clone(),
-                action: "current",
+                action,
                 packages: l.packages.len(),
                 fetched,
             });
@@ -251,8 +268,9 @@ pub fn lock_recipe(
     Ok(reports)
 }
 
-/// Downloads (or rebuilds from its sdist) one locked wheel into the store, verifying it
-/// against the lock's sha256 before it is published.
+/// Fetches one locked wheel into the store: found by file name on the index's page for
+/// its project, or, for a wheel built at lock time, its sdist found the same way and
+/// rebuilt. Size and sha256 are checked against the lock before anything is published.
 pub fn fetch_locked(
     store: &Store,
     index: &dyn Index,
@@ -260,21 +278,14 @@ pub fn fetch_locked(
     w: &lock::LockedWheel,
     log: &dyn Fn(&str),
 ) -> Result<(), String> {
-    let bytes = match (&w.url, &w.built_from) {
-        (Some(url), _) => {
+    let bytes = match &w.built_from {
+        None => {
             log(&format!("fetching {}", w.filename));
-            index.download(url)?
+            index::fetch_by_name(index, &w.name, &w.filename, w.size, &w.sha256)?
         }
-        (None, Some(sd)) => {
+        Some(sd) => {
             log(&format!("rebuilding {} from {}", w.filename, sd.filename));
-            let sdist = index.download(&sd.url)?;
-            let got = crate::digest::sha256_hex(&sdist);
-            if got != sd.sha256 {
-                return Err(format!(
-                    "{} has sha256 {got}, the lock says {}",
-                    sd.filename, sd.sha256
-                ));
-            }
+            let sdist = index::fetch_by_name(index, &w.name, &sd.filename, sd.size, &sd.sha256)?;
             let (_, bytes) = builder.build(&sd.filename, &sdist, index.base_url())?;
             let got = crate::digest::sha256_hex(&bytes);
             if got != w.sha256 {
@@ -285,7 +296,6 @@ pub fn fetch_locked(
             }
             bytes
         }
-        (None, None) => return Err("the lock has neither url nor built_from".into()),
     };
     let mut writer = store.blob_writer().map_err(|e| e.to_string())?;
     writer.write_all(&bytes).map_err(|e| e.to_string())?;

@@ -7,15 +7,38 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::*;
 
-/// A package index on 127.0.0.1 serving fixtures/python; stopped on drop.
+/// What a loopback index serves.
+#[derive(Clone)]
+struct Serve {
+    /// The path project pages link files under (`/DIR/FILENAME`).
+    files_dir: &'static str,
+    /// Files served with one byte changed; the pages list their true size and sha256.
+    tampered: Vec<&'static str>,
+    /// Files left off the project pages.
+    hidden: Vec<&'static str>,
+}
+
+impl Default for Serve {
+    fn default() -> Serve {
+        Serve {
+            files_dir: "files",
+            tampered: Vec::new(),
+            hidden: Vec::new(),
+        }
+    }
+}
+
+/// A package index on 127.0.0.1 serving fixtures/python; records the paths it was asked
+/// for; stopped on drop.
 struct LoopbackIndex {
     port: u16,
     stop: Arc<AtomicBool>,
+    requests: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -30,8 +53,9 @@ fn project_of(file: &str) -> Option<String> {
     Some(stem.split('-').next()?.to_lowercase())
 }
 
-fn page(project: &str) -> Option<String> {
+fn page(serve: &Serve, project: &str) -> Option<String> {
     let mut files = Vec::new();
+    let mut known = false;
     let mut names: Vec<String> = fs::read_dir(fixture_dir())
         .ok()?
         .filter_map(|e| e.ok())
@@ -42,17 +66,22 @@ fn page(project: &str) -> Option<String> {
         if project_of(&f).as_deref() != Some(project) {
             continue;
         }
+        // A hidden file's project still has its (shorter) page.
+        known = true;
+        if serve.hidden.contains(&f.as_str()) {
+            continue;
+        }
         let bytes = fs::read(fixture_dir().join(&f)).ok()?;
         files.push(serde_json::json!({
             "filename": f,
             // Relative, as real indexes often answer.
-            "url": format!("../../files/{f}"),
+            "url": format!("../../{}/{f}", serve.files_dir),
             "hashes": {"sha256": strata::digest::sha256_hex(&bytes)},
             "size": bytes.len(),
             "requires-python": ">=3.8",
         }));
     }
-    if files.is_empty() {
+    if !known {
         return None;
     }
     Some(
@@ -61,7 +90,7 @@ fn page(project: &str) -> Option<String> {
     )
 }
 
-fn answer(mut s: TcpStream) {
+fn answer(serve: &Serve, requests: &Mutex<Vec<String>>, mut s: TcpStream) {
     let mut line = String::new();
     let mut r = BufReader::new(match s.try_clone() {
         Ok(c) => c,
@@ -79,11 +108,15 @@ fn answer(mut s: TcpStream) {
         }
     }
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    if let Ok(mut log) = requests.lock() {
+        log.push(path.clone());
+    }
+    let files_prefix = format!("/{}/", serve.files_dir);
     let (status, ctype, body) = if let Some(p) = path
         .strip_prefix("/simple/")
         .and_then(|p| p.strip_suffix('/'))
     {
-        match page(p) {
+        match page(serve, p) {
             Some(b) => (
                 "200 OK",
                 "application/vnd.pypi.simple.v1+json",
@@ -91,9 +124,15 @@ fn answer(mut s: TcpStream) {
             ),
             None => ("404 Not Found", "text/plain", b"no such project".to_vec()),
         }
-    } else if let Some(f) = path.strip_prefix("/files/") {
+    } else if let Some(f) = path.strip_prefix(&files_prefix) {
         match fs::read(fixture_dir().join(f)) {
-            Ok(b) if !f.contains('/') => ("200 OK", "application/octet-stream", b),
+            Ok(mut b) if !f.contains('/') => {
+                if serve.tampered.contains(&f) {
+                    let mid = b.len() / 2;
+                    b[mid] ^= 0xff;
+                }
+                ("200 OK", "application/octet-stream", b)
+            }
             _ => ("404 Not Found", "text/plain", b"no such file".to_vec()),
         }
     } else {
@@ -109,29 +148,41 @@ fn answer(mut s: TcpStream) {
 
 impl LoopbackIndex {
     fn start() -> LoopbackIndex {
+        LoopbackIndex::serving(Serve::default())
+    }
+
+    fn serving(serve: Serve) -> LoopbackIndex {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let flag = stop.clone();
+        let log = requests.clone();
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(s) = conn {
-                    answer(s);
+                    answer(&serve, &log, s);
                 }
             }
         });
         LoopbackIndex {
             port,
             stop,
+            requests,
             thread: Some(thread),
         }
     }
 
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}/simple", self.port)
+    }
+
+    /// The paths asked for so far, in order.
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
@@ -217,7 +268,17 @@ fn lock_fetch_build_and_unpack() {
     assert_eq!(names, ["alpha 1.0", "beta 1.0", "zeta 1.0"]);
     let zeta = &lock["packages"][2];
     assert_eq!(zeta["built_from"]["filename"], "zeta-1.0.tar.gz");
-    assert!(zeta.get("url").is_none());
+    let sdist = fs::read(fixture_dir().join("zeta-1.0.tar.gz")).expect("zeta sdist");
+    assert_eq!(
+        zeta["built_from"]["size"].as_u64(),
+        Some(sdist.len() as u64)
+    );
+    // Files are named, not located: no URL, no host, anywhere in the lock.
+    assert_eq!(lock["version"], 2);
+    assert!(
+        !lock_text.contains("url") && !lock_text.contains("127.0.0.1"),
+        "{lock_text}"
+    );
     let beta = fs::read(fixture_dir().join("beta-1.0-py3-none-any.whl")).expect("beta");
     assert_eq!(
         lock["packages"][1]["sha256"].as_str(),
@@ -305,20 +366,51 @@ fn lock_fetch_build_and_unpack() {
     );
     assert!(!sb.path("out3").exists());
 
-    // `strata lock` with a current lock fills that cache: downloads alpha and beta,
-    // rebuilds zeta from its sdist (byte-identical, or it fails), and the build matches.
+    // `strata lock` with a current lock fills that cache through another index: a mirror
+    // whose pages link the files under another path, with the first index gone. Each
+    // file is found by name on its project's page: alpha and beta downloaded, zeta
+    // rebuilt from its sdist (byte-identical, or it fails); the build matches.
+    let first = index.url();
+    drop(index);
+    let mirror = LoopbackIndex::serving(Serve {
+        files_dir: "pool/main",
+        ..Serve::default()
+    });
+    assert_ne!(mirror.url(), first);
     let o = run_ok(
         sb.strata()
             .env("STRATA_CACHE", sb.path("other-cache"))
             .arg("lock")
             .arg(&r)
-            .args(["--index-url", &index.url()]),
+            .args(["--index-url", &mirror.url()]),
     );
     assert!(
         stdout(&o).contains("current: 3 packages, 3 fetched"),
         "{}",
         stdout(&o)
     );
+    let asked = mirror.requests();
+    for (page, file) in [
+        ("alpha", "alpha-1.0-py3-none-any.whl"),
+        ("beta", "beta-1.0-py3-none-any.whl"),
+        ("zeta", "zeta-1.0.tar.gz"),
+    ] {
+        let p = asked.iter().position(|a| *a == format!("/simple/{page}/"));
+        let f = asked
+            .iter()
+            .position(|a| *a == format!("/pool/main/{file}"));
+        assert!(
+            matches!((p, f), (Some(p), Some(f)) if p < f),
+            "{page}: {asked:?}"
+        );
+    }
+    assert!(
+        !asked
+            .iter()
+            .any(|a| a.contains("zeta-1.0-py3-none-any.whl")),
+        "{asked:?}"
+    );
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock_text);
     let o = run_ok(
         sb.strata()
             .env("STRATA_CACHE", sb.path("other-cache"))
@@ -329,7 +421,7 @@ fn lock_fetch_build_and_unpack() {
     );
     assert_eq!(stdout(&o).trim(), d1);
 
-    // A lock whose sha256 the index's bytes do not match: nothing enters the cache.
+    // A lock whose sha256 is not the one the index lists: refused before downloading.
     let beta_sha = strata::digest::sha256_hex(&beta);
     fs::write(&lock_path, lock_text.replace(&beta_sha, &"0".repeat(64))).expect("edit lock");
     let o = run(sb
@@ -337,16 +429,114 @@ fn lock_fetch_build_and_unpack() {
         .env("STRATA_CACHE", sb.path("third-cache"))
         .arg("lock")
         .arg(&r)
-        .args(["--index-url", &index.url()]));
+        .args(["--index-url", &mirror.url()]));
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("beta-1.0-py3-none-any.whl") && err.contains("not stored"),
+        err.contains("pyapp.python.lock: package beta 1.0: ")
+            && err.contains(&format!(
+                "lists beta-1.0-py3-none-any.whl with sha256 {beta_sha}"
+            ))
+            && err.contains("nothing downloaded"),
         "{err}"
     );
     let blob = sb.path(&format!("third-cache/blobs/sha256/{}", "0".repeat(64)));
     assert!(!blob.exists());
     fs::write(&lock_path, &lock_text).expect("restore lock");
+
+    // An index that serves other bytes under the listed name and hash: the downloaded
+    // file is checked against the lock and refused; nothing of it enters the cache.
+    let tampering = LoopbackIndex::serving(Serve {
+        tampered: vec!["beta-1.0-py3-none-any.whl"],
+        ..Serve::default()
+    });
+    let o = run(sb
+        .strata()
+        .env("STRATA_CACHE", sb.path("fourth-cache"))
+        .arg("lock")
+        .arg(&r)
+        .args(["--index-url", &tampering.url()]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let mut bad = beta.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let bad_sha = strata::digest::sha256_hex(&bad);
+    assert!(
+        err.contains(
+            "pyapp.python.lock: package beta 1.0: beta-1.0-py3-none-any.whl from the index"
+        ) && err.contains(&format!(
+            "has sha256 {bad_sha}, the lock says {beta_sha} (not stored)"
+        )),
+        "{err}"
+    );
+    assert!(tampering
+        .requests()
+        .contains(&"/files/beta-1.0-py3-none-any.whl".to_string()));
+    for sha in [&beta_sha, &bad_sha] {
+        assert!(!sb
+            .path(&format!("fourth-cache/blobs/sha256/{sha}"))
+            .exists());
+    }
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock_text);
+
+    // An index that no longer lists a locked file: the error names the lock, the
+    // package, the file and the index, and says how to re-lock.
+    let partial = LoopbackIndex::serving(Serve {
+        hidden: vec!["zeta-1.0.tar.gz"],
+        ..Serve::default()
+    });
+    let o = run(sb
+        .strata()
+        .env("STRATA_CACHE", sb.path("fifth-cache"))
+        .arg("lock")
+        .arg(&r)
+        .args(["--index-url", &partial.url()]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "pyapp.python.lock: package zeta 1.0: zeta-1.0.tar.gz is not listed on the index {}",
+            partial.url()
+        )) && err.contains("hint:")
+            && err.contains("strata lock --update"),
+        "{err}"
+    );
+
+    // A format 1 lock (with a URL for every file, here ones that lead nowhere) is still
+    // read: the URLs are ignored, files come from the index by name, and `strata lock`
+    // writes the lock in the current format, byte for byte what a new lock would be.
+    let mut old: serde_json::Value = serde_json::from_str(&lock_text).expect("json");
+    old["version"] = 1.into();
+    for p in old["packages"].as_array_mut().expect("packages") {
+        let gone =
+            |f: &serde_json::Value| format!("http://127.0.0.1:9/gone/{}", f.as_str().unwrap_or(""));
+        if p["built_from"].is_object() {
+            let u = gone(&p["built_from"]["filename"]);
+            p["built_from"]["url"] = u.into();
+        } else {
+            let u = gone(&p["filename"]);
+            p["url"] = u.into();
+        }
+    }
+    fs::write(
+        &lock_path,
+        serde_json::to_string_pretty(&old).expect("json") + "\n",
+    )
+    .expect("write old lock");
+    let o = run_ok(
+        sb.strata()
+            .env("STRATA_CACHE", sb.path("sixth-cache"))
+            .arg("lock")
+            .arg(&r)
+            .args(["--index-url", &mirror.url()]),
+    );
+    assert!(
+        stdout(&o).contains("rewritten: 3 packages, 3 fetched"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(fs::read_to_string(&lock_path).expect("lock"), lock_text);
 
     // A changed requirement makes the lock stale.
     let r2 = recipe(&sb, "pyapp", "alpha==1.0");
@@ -424,9 +614,10 @@ fn real_index_locks_salt() {
     )
     .expect("write");
     run_ok(sb.strata().arg("lock").arg(&r));
-    let lock: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(sb.path("salt.python.lock")).expect("lock"))
-            .expect("json");
+    let text = fs::read_to_string(sb.path("salt.python.lock")).expect("lock");
+    // The lock names files; it says nothing of where the index keeps them.
+    assert!(!text.contains("\"url\"") && !text.contains("://"), "{text}");
+    let lock: serde_json::Value = serde_json::from_str(&text).expect("json");
     let pkgs = lock["packages"].as_array().expect("packages");
     let salt = pkgs
         .iter()

@@ -13,9 +13,14 @@ fn fixtures() -> PathBuf {
 }
 
 /// Every fixture file, listed under its project; URLs are `fixture:FILENAME`.
+#[derive(Default)]
 struct FakeIndex {
     /// Files whose listed sha256 is wrong, to test verification.
     corrupt: Vec<String>,
+    /// List no sizes or hashes (as a bare PEP 503 page may).
+    bare: bool,
+    /// URLs downloaded, in order.
+    downloads: RefCell<Vec<String>>,
 }
 
 impl Index for FakeIndex {
@@ -50,8 +55,8 @@ impl Index for FakeIndex {
             out.push(IndexFile {
                 filename: f.clone(),
                 url: format!("fixture:{f}"),
-                sha256: Some(sha),
-                size: Some(bytes.len() as u64),
+                sha256: Some(sha).filter(|_| !self.bare),
+                size: Some(bytes.len() as u64).filter(|_| !self.bare),
                 requires_python: None,
                 yanked: false,
             });
@@ -62,6 +67,7 @@ impl Index for FakeIndex {
         Ok(out)
     }
     fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+        self.downloads.borrow_mut().push(url.to_string());
         let f = url.strip_prefix("fixture:").ok_or("bad url")?;
         std::fs::read(fixtures().join(f)).map_err(|e| e.to_string())
     }
@@ -117,6 +123,7 @@ fn lock(pins: &[&str], corrupt: &[&str]) -> Result<(Lock, Vec<String>), String> 
     };
     let index = FakeIndex {
         corrupt: corrupt.iter().map(|s| s.to_string()).collect(),
+        ..FakeIndex::default()
     };
     let sink = Sink::default();
     let l = resolve(&req, &index, &sink, &FakeBuilder, &|_| {})?;
@@ -143,10 +150,8 @@ fn closure_follows_markers_and_ranges() {
     let bytes = bytes.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(beta.sha256, crate::digest::sha256_hex(&bytes));
     assert_eq!(beta.size, bytes.len() as u64);
-    assert_eq!(
-        beta.url.as_deref(),
-        Some("fixture:beta-1.0-py3-none-any.whl")
-    );
+    assert_eq!(beta.filename, "beta-1.0-py3-none-any.whl");
+    assert!(!l.to_text().contains("fixture:"), "{}", l.to_text());
     assert_eq!(stored.len(), 2);
     // The same inputs give the same lock text.
     let (again, _) = lock(&["alpha==1.0"], &[]).unwrap_or_else(|e| panic!("{e}"));
@@ -193,7 +198,6 @@ fn sdists_are_built_at_lock_time() {
     let (l, stored) = lock(&["zeta==1.0"], &[]).unwrap_or_else(|e| panic!("{e}"));
     let z = &l.packages[0];
     assert_eq!(z.filename, "zeta-1.0-py3-none-any.whl");
-    assert_eq!(z.url, None);
     let sd = z
         .built_from
         .as_ref()
@@ -201,4 +205,73 @@ fn sdists_are_built_at_lock_time() {
     assert_eq!(sd.filename, "zeta-1.0.tar.gz");
     assert_eq!(stored, std::slice::from_ref(&z.sha256));
     assert!(Lock::parse(&l.to_text()).is_ok());
+}
+
+#[test]
+fn locked_files_are_found_by_name_and_verified() {
+    use crate::python::index::fetch_by_name;
+    let f = "beta-1.0-py3-none-any.whl";
+    let bytes = std::fs::read(fixtures().join(f)).unwrap_or_else(|e| panic!("{e}"));
+    let sha = crate::digest::sha256_hex(&bytes);
+    let size = bytes.len() as u64;
+
+    // Found on beta's page by its file name, downloaded from the URL the page gives.
+    let index = FakeIndex::default();
+    let got = fetch_by_name(&index, "beta", f, size, &sha);
+    assert_eq!(got.as_deref().ok(), Some(bytes.as_slice()));
+    assert_eq!(*index.downloads.borrow(), [format!("fixture:{f}")]);
+
+    // A file the page does not list: named, with the index and the hint.
+    let e = fetch_by_name(&index, "beta", "beta-1.1-py3-none-any.whl", size, &sha)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains(
+            "beta-1.1-py3-none-any.whl is not listed on the index http://127.0.0.1:1/simple"
+        ) && e.contains("strata lock --update"),
+        "{e}"
+    );
+    let e = fetch_by_name(&index, "nosuch", f, size, &sha)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("not on the index") && e.contains("--update"),
+        "{e}"
+    );
+
+    // The index lists another hash or size than the lock: refused before downloading.
+    let index = FakeIndex::default();
+    let other = "f".repeat(64);
+    let e = fetch_by_name(&index, "beta", f, size, &other)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains(&format!("lists {f} with sha256 {sha}")) && e.contains("nothing downloaded"),
+        "{e}"
+    );
+    let e = fetch_by_name(&index, "beta", f, size + 1, &sha)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("with size"), "{e}");
+    assert!(index.downloads.borrow().is_empty());
+
+    // An index that lists no hashes: the downloaded bytes are checked against the lock.
+    let bare = FakeIndex {
+        bare: true,
+        ..FakeIndex::default()
+    };
+    let e = fetch_by_name(&bare, "beta", f, size, &other)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains(&format!(
+            "has sha256 {sha}, the lock says {other} (not stored)"
+        )),
+        "{e}"
+    );
+    let e = fetch_by_name(&bare, "beta", f, size + 1, &sha)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains(&format!("has {size} bytes")), "{e}");
+    assert_eq!(bare.downloads.borrow().len(), 2);
 }
