@@ -469,6 +469,16 @@ fn example_recipes_resolve() {
         }
         let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..loaded.recipe.layers.len() {
+            // `debian` and `python` steps come from their locks and the cache; the build
+            // tests and the lab tests cover those layers.
+            if loaded.recipe.layers[i].steps.iter().any(|s| {
+                matches!(
+                    s,
+                    crate::recipe::Step::Debian(_) | crate::recipe::Step::Python(_)
+                )
+            }) {
+                continue;
+            }
             let entries =
                 resolve_layer(&loaded, i, &ReadDigester, SDE).unwrap_or_else(|e| panic!("{e}"));
             assert!(!entries.is_empty(), "{}: layer {i}", path.display());
