@@ -367,7 +367,9 @@ pub fn run(ctx: &LabContext, cmd: LabCommand) -> Result<ExitCode> {
             })?;
             print!("{}", out.stdout);
             eprint!("{}", out.stderr);
-            return Ok(ExitCode::from(out.code.clamp(0, 255) as u8));
+            // An exit code the engine did not report (-1) is an error, not a success.
+            let code = if out.code < 0 { 2 } else { out.code.min(255) };
+            return Ok(ExitCode::from(code as u8));
         }
         LabCommand::Logs { lab, who } => {
             let lab = load_lab(&lab)?;
