@@ -56,7 +56,8 @@ pss_mb() {
 }
 
 lab_file() {
-    local n="$1" dir="$WORK/strata-$n"
+    local n="$1" dir
+    dir="$WORK/strata-$n"
     rm -rf "$dir"
     mkdir -p "$dir"
     cp -a "$FORMULA/salt" "$FORMULA/pillar" "$dir/"
