@@ -147,19 +147,9 @@ fn pair_of(private_pem: &str) -> Option<KeyPair> {
     })
 }
 
+/// The store's atomic write: its temp file is created with mode 0600, which the key keeps.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".key-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a key in {}", dir.display()))?;
-    // tempfile creates its files with mode 0600, which the key keeps.
-    tmp.write_all(bytes)?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::store::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// From now on, SIGINT and SIGTERM set [`INTERRUPTED`] instead of killing the process, so
