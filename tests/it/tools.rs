@@ -135,3 +135,89 @@ fn docker_loads_and_runs_the_docker_archive() {
     ]));
     assert_eq!(stdout(&o).trim(), "app /home/app");
 }
+
+/// The engine's own version (`docker version` asks the server, not the client).
+fn engine_version() -> String {
+    let o = run_ok(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]));
+    stdout(&o).trim().to_string()
+}
+
+/// Docker 20.10 cannot load an OCI image layout tar (it needs `manifest.json`); strata's
+/// docker-archive, and `strata load` through the engine API, must still load there and the
+/// image must run. CI runs Debian bookworm's engine, which is 20.10, and says so with
+/// STRATA_DOCKER_ENGINE=20.10; elsewhere a newer engine fails this test unless
+/// STRATA_SKIP_TOOL_TESTS is set.
+#[test]
+fn docker_20_10_loads_the_docker_archive_and_refuses_an_oci_archive() {
+    if !require("docker") {
+        return;
+    }
+    let version = engine_version();
+    let wanted = std::env::var("STRATA_DOCKER_ENGINE").unwrap_or_else(|_| "20.10".into());
+    if !version.starts_with(&format!("{wanted}.")) {
+        if std::env::var_os("STRATA_SKIP_TOOL_TESTS").is_some() {
+            eprintln!("SKIPPED: the Docker engine is {version}, not {wanted}");
+            return;
+        }
+        panic!("this test needs a Docker {wanted} engine, the running one is {version} (Debian bookworm's docker.io is 20.10); set STRATA_SKIP_TOOL_TESTS=1 to skip knowingly");
+    }
+    let sb = Sandbox::new();
+    let tag = format!("e{}", std::process::id());
+    let recipe = repo().join("recipes/hello.yaml");
+
+    // The OCI archive of the same recipe: this engine refuses it, as 20.10 does.
+    let oci = sb.path("hello-oci.tar");
+    sb.build(&recipe, &oci, &["--format", "oci-archive", "--tag", &tag]);
+    let _never = DockerImage(format!("hello:{tag}"));
+    let o = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(&oci)
+        .output()
+        .expect("docker load");
+    assert!(
+        !o.status.success(),
+        "Docker {version} loaded an OCI archive: {}",
+        stdout(&o)
+    );
+
+    // The docker-archive, through the CLI.
+    let tar = sb.path("hello-docker.tar");
+    sb.build(
+        &recipe,
+        &tar,
+        &["--format", "docker-archive", "--tag", &tag],
+    );
+    let cli = DockerImage(format!("hello:{tag}"));
+    let o = run_ok(Command::new("docker").arg("load").arg("-i").arg(&tar));
+    assert!(stdout(&o).contains(&cli.0), "{}", stdout(&o));
+    let o = run_ok(Command::new("docker").args(["run", "--rm", "--network", "none", &cli.0]));
+    assert_eq!(stdout(&o), "Hello from strata!\ncmd-from-recipe\n");
+
+    // The layout, through `strata load` (the engine API, API version 1.41).
+    let out = sb.path("out");
+    sb.build(&recipe, &out, &[]);
+    let api = DockerImage(format!("strata-api:{tag}"));
+    run_ok(sb.strata().args(["load", "--tag", &api.0]).arg(&out));
+    let o = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &api.0,
+        "via-api",
+    ]));
+    assert_eq!(stdout(&o), "Hello from strata!\nvia-api\n");
+    let ids: Vec<String> = [&cli.0, &api.0]
+        .iter()
+        .map(|i| {
+            let o =
+                run_ok(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", i]));
+            stdout(&o).trim().to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids[0], ids[1],
+        "the CLI and the API loaded different images"
+    );
+}
