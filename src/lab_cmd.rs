@@ -71,7 +71,7 @@ pub enum LabCommand {
     Logs { lab: PathBuf, who: String },
     /// Remove the lab's containers and network (idempotent).
     Down { lab: PathBuf },
-    /// Remove the containers and networks of every lab, orphans of killed runs included.
+    /// Remove the containers, networks and volumes of every lab, orphans of killed runs included.
     Gc,
 }
 
@@ -341,7 +341,7 @@ pub fn run(ctx: &LabContext, cmd: LabCommand) -> Result<ExitCode> {
                 let n = run::down(&b, &lab.name)?;
                 if !ctx.quiet {
                     eprintln!(
-                        "lab {} down ({n} containers and networks removed)",
+                        "lab {} down ({n} containers, networks and volumes removed)",
                         lab.name
                     );
                 }
@@ -380,13 +380,16 @@ pub fn run(ctx: &LabContext, cmd: LabCommand) -> Result<ExitCode> {
             let lab = load_lab(&lab)?;
             let n = run::down(&b, &lab.name)?;
             if !ctx.quiet {
-                eprintln!("lab {}: removed {n} containers and networks", lab.name);
+                eprintln!(
+                    "lab {}: removed {n} containers, networks and volumes",
+                    lab.name
+                );
             }
         }
         LabCommand::Gc => {
             let n = run::gc(&b)?;
             if !ctx.quiet {
-                eprintln!("removed {n} lab containers and networks");
+                eprintln!("removed {n} lab containers, networks and volumes");
             }
             println!("{n}");
         }
@@ -454,6 +457,9 @@ fn print_status(b: &DockerBackend, lab: &Lab) -> Result<()> {
     }
     for r in found.iter().filter(|r| r.kind == ResourceKind::Network) {
         println!("network {}", r.name);
+    }
+    for r in found.iter().filter(|r| r.kind == ResourceKind::Volume) {
+        println!("volume {}", r.name);
     }
     Ok(())
 }

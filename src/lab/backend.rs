@@ -20,6 +20,13 @@ pub struct Bind {
     pub read_only: bool,
 }
 
+/// A named volume of the lab mounted in a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub container: String,
+}
+
 /// A file put into a container before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
@@ -40,6 +47,8 @@ pub struct ContainerSpec {
     pub aliases: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub binds: Vec<Bind>,
+    /// Lab volumes (created with [`Backend::create_volume`] before the container).
+    pub volumes: Vec<VolumeMount>,
     pub files: Vec<FileSpec>,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
@@ -56,9 +65,10 @@ pub struct ExecOutput {
 pub enum ResourceKind {
     Container,
     Network,
+    Volume,
 }
 
-/// A container or network found by label.
+/// A container, network or volume found by label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     pub kind: ResourceKind,
@@ -85,6 +95,9 @@ pub trait Backend: Send + Sync {
     /// An internal network (no route out) with these labels.
     fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     fn remove_network(&self, name: &str) -> Result<()>;
+    /// A named volume with these labels.
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+    fn remove_volume(&self, name: &str) -> Result<()>;
     /// Creates (does not start) the container and puts its files in.
     fn create_container(&self, spec: &ContainerSpec) -> Result<()>;
     fn start_container(&self, name: &str) -> Result<()>;
@@ -92,7 +105,7 @@ pub trait Backend: Send + Sync {
     fn remove_container(&self, name: &str) -> Result<()>;
     fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
     fn logs(&self, name: &str) -> Result<String>;
-    /// Containers and networks carrying `label` (`key` or `key=value`).
+    /// Containers, networks and volumes carrying `label` (`key` or `key=value`).
     fn list(&self, label: &str) -> Result<Vec<Resource>>;
 }
 
@@ -105,6 +118,7 @@ pub struct FakeBackend {
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub networks: BTreeMap<String, BTreeMap<String, String>>,
+    pub volumes: BTreeMap<String, BTreeMap<String, String>>,
     pub containers: BTreeMap<String, (ContainerSpec, bool)>,
     /// Container names whose creation fails.
     pub fail_create: Vec<String>,
@@ -147,6 +161,22 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("volume+ {name}"));
+            s.volumes.insert(name.into(), labels.clone());
+        });
+        Ok(())
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(format!("volume- {name}"));
+            s.volumes.remove(name);
+        });
+        Ok(())
+    }
+
     fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
         self.with(|s| {
             s.creating += 1;
@@ -162,6 +192,13 @@ impl Backend for FakeBackend {
             }
             if !s.networks.contains_key(&spec.network) {
                 return Err(BackendError::NotFound(format!("network {}", spec.network)));
+            }
+            if let Some(v) = spec
+                .volumes
+                .iter()
+                .find(|v| !s.volumes.contains_key(&v.volume))
+            {
+                return Err(BackendError::NotFound(format!("volume {}", v.volume)));
             }
             s.containers
                 .insert(spec.name.clone(), (spec.clone(), false));
@@ -232,6 +269,17 @@ impl Backend for FakeBackend {
                     .filter(|(_, l)| matches(l, label))
                     .map(|(n, l)| Resource {
                         kind: ResourceKind::Network,
+                        name: n.clone(),
+                        labels: l.clone(),
+                        running: false,
+                    }),
+            );
+            out.extend(
+                s.volumes
+                    .iter()
+                    .filter(|(_, l)| matches(l, label))
+                    .map(|(n, l)| Resource {
+                        kind: ResourceKind::Volume,
                         name: n.clone(),
                         labels: l.clone(),
                         running: false,

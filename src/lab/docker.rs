@@ -85,6 +85,11 @@ pub fn create_body(spec: &ContainerSpec) -> Value {
             )
         })
         .collect();
+    let mounts: Vec<Value> = spec
+        .volumes
+        .iter()
+        .map(|v| json!({"Type": "volume", "Source": v.volume, "Target": v.container}))
+        .collect();
     json!({
         "Image": spec.image,
         "Hostname": spec.hostname,
@@ -94,6 +99,7 @@ pub fn create_body(spec: &ContainerSpec) -> Value {
         "Tty": false,
         "HostConfig": {
             "Binds": binds,
+            "Mounts": mounts,
             // A small init as PID 1 reaps the daemons that services start and forwards signals.
             "Init": true,
             "NetworkMode": spec.network,
@@ -196,6 +202,23 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         ok(&format!("removing network {name}"), r).map(drop)
+    }
+
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let r = self.json(
+            "POST",
+            "/volumes/create",
+            &json!({"Name": name, "Labels": labels}),
+        )?;
+        ok(&format!("creating volume {name}"), r).map(drop)
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<()> {
+        let r = self.empty("DELETE", &format!("/volumes/{}?force=true", enc(name)))?;
+        if r.status == 404 {
+            return Ok(());
+        }
+        ok(&format!("removing volume {name}"), r).map(drop)
     }
 
     fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
@@ -338,6 +361,22 @@ impl Backend for DockerBackend {
             labels: labels_of(&n["Labels"]),
             running: false,
         }));
+        let r = self.empty("GET", &format!("/volumes?filters={filters}"))?;
+        let r = ok("listing volumes", r)?;
+        let volumes: Value = serde_json::from_slice(&r.body)
+            .map_err(|e| BackendError::Other(format!("listing volumes: {e}")))?;
+        out.extend(
+            volumes["Volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| Resource {
+                    kind: ResourceKind::Volume,
+                    name: v["Name"].as_str().unwrap_or_default().to_string(),
+                    labels: labels_of(&v["Labels"]),
+                    running: false,
+                }),
+        );
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -377,12 +416,20 @@ mod tests {
                 container: "/srv/strata/salt/0".into(),
                 read_only: true,
             }],
+            volumes: vec![crate::lab::backend::VolumeMount {
+                volume: "strata-lab-t-pycache-m".into(),
+                container: "/var/cache/strata-lab/pycache".into(),
+            }],
             files: vec![],
             cmd: vec!["salt-master".into()],
             env: vec![],
         };
         let b = create_body(&spec);
         assert_eq!(b["HostConfig"]["Init"], true);
+        assert_eq!(
+            b["HostConfig"]["Mounts"][0],
+            json!({"Type": "volume", "Source": "strata-lab-t-pycache-m", "Target": "/var/cache/strata-lab/pycache"})
+        );
         assert_eq!(
             b["HostConfig"]["Binds"][0],
             "/labs/t/salt:/srv/strata/salt/0:ro"

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
-use super::backend::{Bind, ContainerSpec, FileSpec, LABEL_LAB, LABEL_MINION, LABEL_ROLE};
+use super::backend::{
+    Bind, ContainerSpec, FileSpec, VolumeMount, LABEL_LAB, LABEL_MINION, LABEL_ROLE,
+};
 use super::spec::Lab;
 
 /// Where the lab's Salt trees appear in the master container.
@@ -14,6 +16,22 @@ pub const SALT_TREE_DIR: &str = "/srv/strata/salt";
 pub const PILLAR_TREE_DIR: &str = "/srv/strata/pillar";
 /// The master's name on the lab network, Salt's default `master:`.
 pub const MASTER_ALIAS: &str = "salt";
+
+/// Where each container finds the lab's shared bytecode cache: one volume per lab image,
+/// named by `PYTHONPYCACHEPREFIX`. Images built by strata carry no `.pyc` files (strata runs
+/// no Python at build time), so without it every container compiles Salt for itself.
+pub const PYCACHE_DIR: &str = "/var/cache/strata-lab/pycache";
+
+/// Run once in the first container of each image before the others start: compiles Salt
+/// and what it imports into the shared cache, so the rest of the lab starts warm. An image
+/// without Salt has nothing to compile.
+pub const WARM_PYCACHE: &str = "import compileall, os, sys
+try:
+    import salt.client, salt.master, salt.minion, salt.state
+except Exception:
+    sys.exit(0)
+compileall.compile_dir(os.path.dirname(salt.__file__), quiet=1, workers=0)
+";
 
 /// A minion's RSA key pair as Salt stores it (PKCS#1 private, SubjectPublicKeyInfo public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +51,11 @@ pub struct LabPlan {
     pub minion_ids: Vec<String>,
     /// The package server for `apt.packages`, started before the minions.
     pub apt: Option<ContainerSpec>,
+    /// The lab's volumes (the bytecode caches), created before any container.
+    pub volumes: Vec<String>,
+    /// Containers (the master and the first minion of each image) that fill their image's
+    /// bytecode cache before the other minions start.
+    pub warm: Vec<String>,
 }
 
 /// Where the lab's package repositories are served inside the lab.
@@ -73,6 +96,7 @@ pub fn add_apt(p: &mut LabPlan, lab: &Lab, apt: &AptPlan) -> Result<(), String> 
             container: APT_DIR.into(),
             read_only: true,
         }],
+        volumes: vec![],
         files: vec![],
         cmd: [
             "python3",
@@ -114,6 +138,11 @@ pub fn network_name(lab: &str) -> String {
     format!("strata-lab-{lab}")
 }
 
+/// The bytecode cache volume of lab image `image` (image names are `[a-z0-9][a-z0-9_-]*`).
+pub fn pycache_volume(lab: &str, image: &str) -> String {
+    format!("strata-lab-{lab}-pycache-{image}")
+}
+
 /// `images`: lab image name → the runtime's image reference. `keys`: minion id → key pair.
 pub fn plan(
     lab: &Lab,
@@ -128,6 +157,10 @@ pub fn plan(
     };
     let network = network_name(&lab.name);
     let labels = BTreeMap::from([(LABEL_LAB.to_string(), lab.name.clone())]);
+    let pycache = |image: &str| VolumeMount {
+        volume: pycache_volume(&lab.name, image),
+        container: PYCACHE_DIR.into(),
+    };
     let with = |role: &str, minion: Option<&str>| {
         let mut l = labels.clone();
         l.insert(LABEL_ROLE.into(), role.into());
@@ -190,10 +223,13 @@ pub fn plan(
         aliases: vec![MASTER_ALIAS.into()],
         labels: with("master", None),
         binds,
+        volumes: vec![pycache(&lab.spec.master.image)],
         files: master_files,
         cmd: vec!["salt-master".into(), "--log-level=warning".into()],
-        env: vec![],
+        env: vec![pycache_env()],
     };
+    let mut volumes = vec![pycache_volume(&lab.name, &lab.spec.master.image)];
+    let mut warm = vec![master.name.clone()];
 
     let mut minions = Vec::new();
     for m in &lab.minions {
@@ -233,17 +269,30 @@ pub fn plan(
                 mode: 0o644,
             });
         }
+        let name = container_name(&lab.name, &m.id);
+        let volume = pycache_volume(&lab.name, &m.image);
+        if !volumes.contains(&volume) {
+            volumes.push(volume);
+            warm.push(name.clone());
+        }
         minions.push(ContainerSpec {
-            name: container_name(&lab.name, &m.id),
+            name,
             hostname: m.id.clone(),
             image: image(&m.image)?,
             network: network.clone(),
             aliases: vec![],
             labels: with("minion", Some(&m.id)),
             binds: vec![],
+            volumes: vec![pycache(&m.image)],
             files,
-            cmd: vec!["salt-minion".into(), "--log-level=warning".into()],
-            env: vec![],
+            // No keepalive parent: the lab restarts nothing, and that second Python process
+            // would cost each minion about 40 MB.
+            cmd: vec![
+                "salt-minion".into(),
+                "--log-level=warning".into(),
+                "--disable-keepalive".into(),
+            ],
+            env: vec![pycache_env()],
         });
     }
     Ok(LabPlan {
@@ -254,7 +303,13 @@ pub fn plan(
         minion_ids: lab.minions.iter().map(|m| m.id.clone()).collect(),
         minions,
         apt: None,
+        volumes,
+        warm,
     })
+}
+
+fn pycache_env() -> String {
+    format!("PYTHONPYCACHEPREFIX={PYCACHE_DIR}")
 }
 
 fn base_env(dirs: Vec<Value>) -> Value {

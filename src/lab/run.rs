@@ -6,13 +6,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use super::backend::ContainerSpec;
 use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB};
-use super::plan::LabPlan;
+use super::plan::{LabPlan, WARM_PYCACHE};
 use super::report::{Run, RunKind};
 use super::results::parse_returns;
 
 /// Pause between two pings while waiting for minions.
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for the bytecode cache of one image to fill (see [`WARM_PYCACHE`]).
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(300);
 /// Salt's own `-t` for a ping round.
 pub const PING_SALT_TIMEOUT_S: u64 = 5;
 
@@ -61,18 +64,40 @@ fn up_inner(
     start_timeout: Duration,
 ) -> Result<(), LabError> {
     b.create_network(&plan.network, &plan.labels)?;
+    for v in &plan.volumes {
+        b.create_volume(v, &plan.labels)?;
+    }
     b.create_container(&plan.master)?;
     b.start_container(&plan.master.name)?;
     if let Some(apt) = &plan.apt {
         b.create_container(apt)?;
         b.start_container(&apt.name)?;
     }
+    // The first container of each image fills its image's bytecode cache, then the rest
+    // start warm.
+    let warm_cmd = ["python3".to_string(), "-c".into(), WARM_PYCACHE.into()];
+    let mut pilots = Vec::new();
+    for name in &plan.warm {
+        check_interrupted()?;
+        if let Some(spec) = plan.minions.iter().find(|m| &m.name == name) {
+            b.create_container(spec)?;
+            b.start_container(name)?;
+            pilots.push(name.as_str());
+        }
+        // Only a speed-up: an image without Python or Salt starts cold.
+        let _ = b.exec(name, &warm_cmd, WARM_TIMEOUT);
+    }
+    let rest: Vec<&ContainerSpec> = plan
+        .minions
+        .iter()
+        .filter(|m| !pilots.contains(&m.name.as_str()))
+        .collect();
     // A fixed number of workers take minions off a shared counter: at most `concurrency`
     // creations in flight, and the first error stops the others from taking more.
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<BackendError>> = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..concurrency.max(1).min(plan.minions.len().max(1)) {
+        for _ in 0..concurrency.max(1).min(rest.len().max(1)) {
             s.spawn(|| loop {
                 if first_error.lock().map(|e| e.is_some()).unwrap_or(true)
                     || INTERRUPTED.load(Ordering::SeqCst)
@@ -80,7 +105,7 @@ fn up_inner(
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(spec) = plan.minions.get(i) else {
+                let Some(spec) = rest.get(i) else {
                     return;
                 };
                 let r = b
@@ -102,32 +127,27 @@ fn up_inner(
     wait_for_minions(b, plan, start_timeout)
 }
 
-/// Pings from the master until every minion answers `true`.
+/// Pings from the master until every minion has answered `true` once; each round pings
+/// only the minions that have not answered yet.
 pub fn wait_for_minions(
     b: &dyn Backend,
     plan: &LabPlan,
     timeout: Duration,
 ) -> Result<(), LabError> {
     let start = Instant::now();
-    let cmd = salt_cmd(&plan.minion_ids, PING_SALT_TIMEOUT_S, &["test.ping"]);
+    let mut missing = plan.minion_ids.clone();
     loop {
         check_interrupted()?;
-        let missing = match b.exec(
+        let cmd = salt_cmd(&missing, PING_SALT_TIMEOUT_S, &["test.ping"]);
+        if let Ok(out) = b.exec(
             &plan.master.name,
             &cmd,
             Duration::from_secs(PING_SALT_TIMEOUT_S + 30),
         ) {
-            Ok(out) => match serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
-                Ok(v) => plan
-                    .minion_ids
-                    .iter()
-                    .filter(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-                Err(_) => plan.minion_ids.clone(),
-            },
-            Err(_) => plan.minion_ids.clone(),
-        };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+                missing.retain(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)));
+            }
+        }
         if missing.is_empty() {
             return Ok(());
         }
@@ -188,7 +208,8 @@ pub fn apply(
     })
 }
 
-/// Removes every container, then every network, labelled with this lab. Idempotent.
+/// Removes every container, then every network and volume, labelled with this lab.
+/// Idempotent.
 pub fn down(b: &dyn Backend, lab: &str) -> Result<usize, LabError> {
     remove_labelled(b, &format!("{LABEL_LAB}={lab}"))
 }
@@ -207,6 +228,10 @@ fn remove_labelled(b: &dyn Backend, filter: &str) -> Result<usize, LabError> {
     }
     for r in found.iter().filter(|r| r.kind == ResourceKind::Network) {
         b.remove_network(&r.name)?;
+        n += 1;
+    }
+    for r in found.iter().filter(|r| r.kind == ResourceKind::Volume) {
+        b.remove_volume(&r.name)?;
         n += 1;
     }
     Ok(n)
@@ -277,10 +302,95 @@ mod tests {
                 s.max_concurrent_creates
             );
         }
-        assert_eq!(down(&b, "t").expect("down"), 22);
+        // 21 containers, the network and the one bytecode volume.
+        assert_eq!(down(&b, "t").expect("down"), 23);
         assert_eq!(down(&b, "t").expect("down again"), 0);
         let s = b.state.lock().expect("lock");
-        assert!(s.containers.is_empty() && s.networks.is_empty());
+        assert!(s.containers.is_empty() && s.networks.is_empty() && s.volumes.is_empty());
+    }
+
+    #[test]
+    fn each_image_fills_its_bytecode_cache_before_its_other_minions_start() {
+        let lab = parse_str(
+            "name: t\nimages: {m: m.yaml, n: n.yaml}\nmaster: {image: m}\nminions:\n  - {id: \"a{n}\", count: 2, image: m}\n  - {id: \"b{n}\", count: 3, image: n}\n",
+            Path::new("t/lab.yaml"),
+            Path::new("/labs/t"),
+        )
+        .expect("lab");
+        let keys = lab
+            .minions
+            .iter()
+            .map(|m| {
+                let k = KeyPair {
+                    private_pem: "k".into(),
+                    public_pem: "p".into(),
+                };
+                (m.id.clone(), k)
+            })
+            .collect();
+        let images = BTreeMap::from([("m".into(), "im".into()), ("n".into(), "in".into())]);
+        let p = plan(&lab, &images, &keys).expect("plan");
+        assert_eq!(
+            p.volumes,
+            ["strata-lab-t-pycache-m", "strata-lab-t-pycache-n"]
+        );
+        assert_eq!(p.warm, ["strata-lab-t-master", "strata-lab-t-b1"]);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        up(&b, &p, 4, Duration::from_secs(5)).expect("up");
+        let calls = b.state.lock().expect("lock").calls.clone();
+        let at = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix}: {calls:?}"))
+        };
+        let warm_master = at("exec strata-lab-t-master python3 -c");
+        let warm_b1 = at("exec strata-lab-t-b1 python3 -c");
+        assert!(at("volume+ strata-lab-t-pycache-n") < at("create strata-lab-t-master"));
+        assert!(at("start strata-lab-t-master") < warm_master);
+        assert!(warm_master < at("create strata-lab-t-b1"));
+        assert!(at("start strata-lab-t-b1") < warm_b1);
+        for other in ["a1", "a2", "b2", "b3"] {
+            assert!(
+                warm_b1 < at(&format!("create strata-lab-t-{other}")),
+                "{other}"
+            );
+        }
+        // Every minion mounts its image's cache and names it to Python.
+        let s = b.state.lock().expect("lock");
+        let (b3, _) = &s.containers["strata-lab-t-b3"];
+        assert_eq!(b3.volumes[0].volume, "strata-lab-t-pycache-n");
+        assert!(b3
+            .env
+            .contains(&format!("PYTHONPYCACHEPREFIX={}", b3.volumes[0].container)));
+        assert!(b3.cmd.contains(&"--disable-keepalive".to_string()));
+        drop(s);
+        assert_eq!(down(&b, "t").expect("down"), 9);
+    }
+
+    #[test]
+    fn each_ping_round_asks_only_the_minions_still_missing() {
+        let p = lab_plan(3);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
+        up(&b, &p, 2, PING_INTERVAL + Duration::from_millis(500)).expect_err("times out");
+        let calls = b.state.lock().expect("lock").calls.clone();
+        let pings: Vec<&String> = calls.iter().filter(|c| c.ends_with("test.ping")).collect();
+        assert!(pings.len() >= 2, "{calls:?}");
+        assert!(pings[0].contains(" -L w1,w2,w3 "), "{}", pings[0]);
+        assert!(
+            pings[1..].iter().all(|c| c.contains(" -L w3 ")),
+            "{pings:?}"
+        );
     }
 
     #[test]
@@ -367,7 +477,10 @@ mod tests {
             p.lab = lab.into();
             p.network = format!("net-{lab}");
             p.labels.insert(LABEL_LAB.into(), lab.into());
+            p.volumes = vec![format!("pyc-{lab}")];
+            p.warm = vec![format!("{}-{lab}", p.master.name)];
             for c in std::iter::once(&mut p.master).chain(p.minions.iter_mut()) {
+                c.volumes[0].volume = format!("pyc-{lab}");
                 c.name = format!("{}-{lab}", c.name);
                 c.network = p.network.clone();
                 c.labels.insert(LABEL_LAB.into(), lab.into());
@@ -379,8 +492,8 @@ mod tests {
                 .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
             up(&b, &p, 1, Duration::from_secs(5)).expect("up");
         }
-        assert_eq!(gc(&b).expect("gc"), 6);
+        assert_eq!(gc(&b).expect("gc"), 8);
         let s = b.state.lock().expect("lock");
-        assert!(s.containers.is_empty() && s.networks.is_empty());
+        assert!(s.containers.is_empty() && s.networks.is_empty() && s.volumes.is_empty());
     }
 }

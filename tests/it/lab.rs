@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use strata::lab::backend::{
-    Backend, Bind, ContainerSpec, FileSpec, ResourceKind, LABEL_LAB, LABEL_ROLE,
+    Backend, Bind, ContainerSpec, FileSpec, ResourceKind, VolumeMount, LABEL_LAB, LABEL_ROLE,
 };
 use strata::lab::docker::DockerBackend;
 
@@ -101,6 +101,8 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     let labels = BTreeMap::from([(LABEL_LAB.to_string(), lab.clone())]);
     let net = format!("strata-lab-{lab}");
     b.create_network(&net, &labels).expect("network");
+    let volume = format!("strata-lab-{lab}-pycache-bb");
+    b.create_volume(&volume, &labels).expect("volume");
     let shared = sb.path("shared");
     fs::create_dir_all(&shared).expect("mkdir");
     fs::write(shared.join("formula.sls"), "from the host\n").expect("write");
@@ -119,6 +121,10 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
             host: shared.clone(),
             container: "/srv/shared".into(),
             read_only: true,
+        }],
+        volumes: vec![VolumeMount {
+            volume: volume.clone(),
+            container: "/var/cache/shared".into(),
         }],
         files: vec![FileSpec {
             path: "/etc/salt/pki/minion/minion.pem".into(),
@@ -155,6 +161,17 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     let o = exec(&["touch", "/srv/shared/x"]);
     assert_ne!(o.code, 0, "the bind is read-only");
     assert!(!shared.join("x").exists());
+    // The volume is shared: what the minion writes, the master reads.
+    let o = exec(&["sh", "-c", "echo from-minion > /var/cache/shared/f"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = b
+        .exec(
+            &master.name,
+            &["cat".to_string(), "/var/cache/shared/f".into()],
+            Duration::from_secs(30),
+        )
+        .expect("exec");
+    assert_eq!(o.stdout, "from-minion\n");
     // Exit codes and stderr come back apart.
     let o = exec(&["sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!(
@@ -179,6 +196,9 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     assert!(found
         .iter()
         .any(|r| r.kind == ResourceKind::Network && r.name == net));
+    assert!(found
+        .iter()
+        .any(|r| r.kind == ResourceKind::Volume && r.name == volume));
     let o =
         run_ok(Command::new("docker").args(["network", "inspect", "-f", "{{.Internal}}", &net]));
     assert_eq!(crate::stdout(&o).trim(), "true");
@@ -186,7 +206,7 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     let e = b.create_network(&net, &labels).expect_err("duplicate");
     assert!(e.to_string().contains("strata lab down"), "{e}");
     // Down removes everything; again, nothing.
-    assert_eq!(strata::lab::run::down(&b, &lab).expect("down"), 3);
+    assert_eq!(strata::lab::run::down(&b, &lab).expect("down"), 4);
     assert_eq!(strata::lab::run::down(&b, &lab).expect("down again"), 0);
     assert!(b
         .list(&format!("{LABEL_LAB}={lab}"))
