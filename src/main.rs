@@ -781,8 +781,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lab apply` and `lab test` write their JSON report with `--json FILE`, beside the global
+/// `--json` flag (JSON on stdout) that every command takes: after those two subcommands, a
+/// `--json` followed by a value is read as `--json-report FILE`; a `--json` at the end of
+/// the line, before another flag, or before the subcommand keeps its global meaning.
+fn lab_report_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    // Global flags may come first; `--cache` takes a value.
+    while i < args.len() {
+        match args[i].to_str() {
+            Some("--cache") => i += 2,
+            Some(a) if a.starts_with('-') => i += 1,
+            _ => break,
+        }
+    }
+    let is_report_cmd = args.get(i).is_some_and(|a| a == "lab")
+        && args.get(i + 1).is_some_and(|a| a == "apply" || a == "test");
+    if !is_report_cmd {
+        return args;
+    }
+    let mut j = i + 2;
+    while j + 1 < args.len() {
+        if args[j] == "--" {
+            break;
+        }
+        let takes_value =
+            args[j] == "--json" && !args[j + 1].to_str().is_some_and(|v| v.starts_with('-'));
+        if takes_value {
+            args[j] = "--json-report".into();
+            j += 1;
+        }
+        j += 1;
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(lab_report_args(std::env::args_os().collect()));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -794,6 +829,65 @@ fn main() -> ExitCode {
             };
             eprintln!("{label}: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lab_report_args;
+
+    fn args(line: &str) -> Vec<String> {
+        lab_report_args(line.split(' ').map(Into::into).collect())
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
+    #[test]
+    fn json_with_a_file_after_lab_test_or_apply_is_the_report_file() {
+        assert_eq!(
+            args("strata lab test lab/seed --junit j.xml --json r.json"),
+            [
+                "strata",
+                "lab",
+                "test",
+                "lab/seed",
+                "--junit",
+                "j.xml",
+                "--json-report",
+                "r.json"
+            ]
+        );
+        assert_eq!(
+            args("strata --cache c -q lab apply lab/seed --json r.json web-*"),
+            [
+                "strata",
+                "--cache",
+                "c",
+                "-q",
+                "lab",
+                "apply",
+                "lab/seed",
+                "--json-report",
+                "r.json",
+                "web-*"
+            ]
+        );
+    }
+
+    #[test]
+    fn json_without_a_value_or_elsewhere_stays_the_global_flag() {
+        for line in [
+            "strata lab test lab/seed --json",
+            "strata --json lab test lab/seed",
+            "strata lab test lab/seed --json --keep",
+            "strata lab status lab/seed --json",
+            "strata inspect --json out/hello",
+            "strata --cache lab inspect --json out",
+            "strata lab exec lab/seed m1 -- --json x",
+        ] {
+            assert_eq!(args(line).join(" "), line);
         }
     }
 }

@@ -71,7 +71,7 @@ fn broken_formulas_fail_by_name_in_json_and_junit() {
     let o = run(strata(&sb)
         .args(["lab", "test", "--locked"])
         .arg(&lab)
-        .arg("--json-report")
+        .arg("--json")
         .arg(&json)
         .arg("--junit")
         .arg(&junit));
