@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::layer::{decompressor, write_layer, Compression, Entry, EntryKind};
 use crate::oci::archive::{ImageRef, LayerRef};
-use crate::oci::layout::parse_image_ref;
 use crate::oci::artifact::ManifestDesc;
+use crate::oci::layout::parse_image_ref;
 use crate::oci::{
     canonical_json, rfc3339, Layout, ANNOTATION_COMPRESSOR, MEDIA_CONFIG, MEDIA_INDEX,
     MEDIA_MANIFEST,

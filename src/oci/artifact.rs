@@ -65,8 +65,7 @@ impl Artifact {
 impl Artifact {
     /// Reads an artifact manifest back (from a layout): its type, file and subject.
     pub fn from_manifest(bytes: Vec<u8>) -> Result<Artifact, String> {
-        let v: Value =
-            serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
         let s = &v["subject"];
         let field = |v: &Value, k: &str| {
             v[k].as_str()
@@ -98,9 +97,7 @@ impl Artifact {
 pub fn referrers_tag(subject: &str) -> Result<String, String> {
     match subject.split_once(':') {
         Some((alg, hex))
-            if !alg.is_empty()
-                && !hex.is_empty()
-                && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            if !alg.is_empty() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
             // Tags are at most 128 characters: a sha256 gives 71.
             Ok(format!("{alg}-{hex}").chars().take(128).collect())
@@ -222,7 +219,10 @@ mod tests {
             "1970-01-01T00:00:00Z"
         );
         assert_eq!(a.digest, crate::digest::sha256_digest(&a.manifest));
-        assert_eq!(a.blobs(), vec![EMPTY_DIGEST.to_string(), a.blob_digest.clone()]);
+        assert_eq!(
+            a.blobs(),
+            vec![EMPTY_DIGEST.to_string(), a.blob_digest.clone()]
+        );
         assert!(is_artifact(&v));
         let e = a.index_entry();
         assert!(is_artifact(&e));
@@ -255,7 +255,10 @@ mod tests {
     #[test]
     fn referrers_tag_schema() {
         let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(referrers_tag(&d).unwrap(), format!("sha256-{}", "ab".repeat(32)));
+        assert_eq!(
+            referrers_tag(&d).unwrap(),
+            format!("sha256-{}", "ab".repeat(32))
+        );
         assert!(referrers_tag("latest").is_err());
         let a = artifact_manifest(MEDIA_SPDX_JSON, b"doc", "t", &subject(), 5);
         let desc = referrer_descriptor(&a);
@@ -276,7 +279,8 @@ mod tests {
 
     #[test]
     fn images_are_not_artifacts() {
-        let image = json!({"mediaType": MEDIA_MANIFEST, "config": {"mediaType": crate::oci::MEDIA_CONFIG}});
+        let image =
+            json!({"mediaType": MEDIA_MANIFEST, "config": {"mediaType": crate::oci::MEDIA_CONFIG}});
         assert!(!is_artifact(&image));
         assert!(!is_artifact(
             &json!({"mediaType": MEDIA_MANIFEST, "digest": "sha256:x"})

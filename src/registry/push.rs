@@ -177,7 +177,13 @@ pub fn push(
     collect(store, &root.media_type, &root.digest, &mut blobs, &mut docs)?;
     let mut referrer_docs = Vec::new();
     for a in &root.referrers {
-        collect(store, MEDIA_MANIFEST, &a.digest, &mut blobs, &mut referrer_docs)?;
+        collect(
+            store,
+            MEDIA_MANIFEST,
+            &a.digest,
+            &mut blobs,
+            &mut referrer_docs,
+        )?;
     }
     // Every blob is checked before anything is sent, so a corrupt store never reaches the
     // registry (which would refuse it anyway, after the upload).
@@ -269,8 +275,8 @@ fn referrers_tag_fallback(
             let mut body = Vec::new();
             std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)
                 .with_context(|| format!("reading {what}"))?;
-            let v: serde_json::Value = serde_json::from_slice(&body)
-                .with_context(|| format!("{what} is not JSON"))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).with_context(|| format!("{what} is not JSON"))?;
             v["manifests"].as_array().cloned().unwrap_or_default()
         }
         404 => Vec::new(),
