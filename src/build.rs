@@ -989,3 +989,87 @@ pub fn write_output(built: &Built, format: OutputFormat, dest: &Path) -> Result<
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> LoadedRecipe {
+        recipe::parse_str(text, Path::new("r.yaml"), Path::new("/nonexistent")).expect("parses")
+    }
+
+    #[test]
+    fn platforms_of_a_build() {
+        let multi = loaded("name: x\nplatforms: [linux/amd64, linux/arm64/v8]\n");
+        assert_eq!(
+            build_platforms(&multi, None).expect("all"),
+            ["linux/amd64", "linux/arm64/v8"]
+        );
+        assert_eq!(
+            build_platforms(&multi, Some("linux/arm64")).expect("one"),
+            ["linux/arm64/v8"]
+        );
+        let e = build_platforms(&multi, Some("linux/s390x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.yaml builds linux/amd64, linux/arm64/v8") && e.contains("hint:"),
+            "{e}"
+        );
+        let single = loaded("name: x\nplatform: linux/arm64\n");
+        assert_eq!(
+            build_platforms(&single, None).expect("one"),
+            ["linux/arm64"]
+        );
+        assert!(build_platforms(&single, Some("linux/amd64")).is_err());
+    }
+
+    #[test]
+    fn index_lists_each_platform() {
+        let image = |platform: &str, digest: &str| PlatformImage {
+            image: ImageRef {
+                manifest_digest: digest.into(),
+                manifest_size: 10,
+                config_digest: String::new(),
+                layers: Vec::new(),
+                platform: platform.into(),
+            },
+            layers: Vec::new(),
+            sbom: None,
+        };
+        let v = image_index(&[
+            image("linux/amd64", "sha256:a"),
+            image("linux/arm/v7", "sha256:b"),
+        ]);
+        assert_eq!(v["mediaType"], MEDIA_INDEX);
+        assert_eq!(v["schemaVersion"], 2);
+        let m = v["manifests"].as_array().expect("manifests");
+        assert_eq!(
+            m[0]["platform"],
+            json!({"os": "linux", "architecture": "amd64"})
+        );
+        assert_eq!(
+            m[1]["platform"],
+            json!({"os": "linux", "architecture": "arm", "variant": "v7"})
+        );
+        assert_eq!(m[1]["digest"], "sha256:b");
+        assert_eq!(m[1]["mediaType"], MEDIA_MANIFEST);
+        assert_eq!(m[1]["size"], 10);
+    }
+
+    #[test]
+    fn sbom_beside_the_output() {
+        assert_eq!(
+            sbom_path(Path::new("out/img"), None),
+            Path::new("out/img.spdx.json")
+        );
+        assert_eq!(
+            sbom_path(Path::new("out/img.tar"), None),
+            Path::new("out/img.spdx.json")
+        );
+        assert_eq!(
+            sbom_path(Path::new("out/img"), Some("linux/arm64/v8")),
+            Path::new("out/img.linux-arm64-v8.spdx.json")
+        );
+    }
+}

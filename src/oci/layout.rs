@@ -167,7 +167,7 @@ impl Layout {
             })
             .cloned()
             .collect();
-        out.sort_by(|a, b| a.digest().to_string().cmp(&b.digest().to_string()));
+        out.sort_by_key(|a| a.digest().to_string());
         Ok(out)
     }
 
