@@ -11,9 +11,11 @@ use serde_json::{json, Map, Value};
 
 use crate::layer::{decompressor, write_layer, Compression, Entry, EntryKind};
 use crate::oci::archive::{ImageRef, LayerRef};
-use crate::oci::layout::{manifest_media_type, parse_image_ref};
+use crate::oci::artifact::ManifestDesc;
+use crate::oci::layout::parse_image_ref;
 use crate::oci::{
-    canonical_json, rfc3339, Layout, ANNOTATION_COMPRESSOR, MEDIA_CONFIG, MEDIA_MANIFEST,
+    canonical_json, rfc3339, Layout, ANNOTATION_COMPRESSOR, MEDIA_CONFIG, MEDIA_INDEX,
+    MEDIA_MANIFEST,
 };
 use crate::recipe::{self, FileDigester, LoadedRecipe};
 use crate::registry::{self, ClientOptions, PullOptions, Reference};
@@ -37,6 +39,9 @@ pub struct BuildOptions {
     pub debian: crate::debian::DebianBuildOptions,
     /// How to reach registries for `registry://` bases.
     pub registry: ClientOptions,
+    /// `--platform`: of a multi-platform recipe, build only this platform (a single
+    /// manifest, no index).
+    pub platform: Option<String>,
 }
 
 /// Told about progress; the CLI draws bars with it.
@@ -60,20 +65,84 @@ pub struct LayerReport {
     pub entries: usize,
 }
 
-/// A built image, its blobs in `store`.
+/// One platform's image of a build.
+pub struct PlatformImage {
+    pub image: ImageRef,
+    pub layers: Vec<LayerReport>,
+    /// The SPDX document of the `debian` step's packages, and the artifact that attaches
+    /// it to `image` (all blobs in the store).
+    pub sbom: Option<Sbom>,
+}
+
+/// An SBOM and its artifact manifest.
+pub struct Sbom {
+    pub document: Vec<u8>,
+    pub artifact: crate::oci::artifact::Artifact,
+}
+
+/// A built image (one manifest, or an index of one manifest per platform), its blobs in
+/// `store`.
 pub struct Built {
     pub store: Store,
-    pub image: ImageRef,
+    /// One per platform, in the recipe's order.
+    pub images: Vec<PlatformImage>,
+    /// The image index over `images`, for a recipe with `platforms` (unless `--platform`
+    /// picked one).
+    pub index: Option<ManifestDesc>,
     pub name: String,
     pub tag: String,
     pub source_date_epoch: u64,
-    pub layers: Vec<LayerReport>,
 }
 
 impl Built {
     /// `name:tag`, as Docker wants it.
     pub fn repo_tag(&self) -> String {
         format!("{}:{}", self.name, self.tag)
+    }
+
+    /// The first (for a single-platform build, the only) image.
+    pub fn image(&self) -> &ImageRef {
+        &self.images[0].image
+    }
+
+    /// What the build made: the index, else the one manifest.
+    pub fn root(&self) -> ManifestDesc {
+        match &self.index {
+            Some(i) => i.clone(),
+            None => ManifestDesc {
+                media_type: MEDIA_MANIFEST.to_string(),
+                digest: self.image().manifest_digest.clone(),
+                size: self.image().manifest_size,
+            },
+        }
+    }
+
+    /// The SBOM artifacts, one per platform image that has one.
+    pub fn artifacts(&self) -> Vec<&crate::oci::artifact::Artifact> {
+        self.images
+            .iter()
+            .filter_map(|i| i.sbom.as_ref().map(|s| &s.artifact))
+            .collect()
+    }
+
+    /// Every blob the output needs: manifests, configs, layers, index, artifacts.
+    pub fn blob_digests(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.images {
+            out.extend(p.image.layers.iter().map(|l| l.digest.clone()));
+            out.push(p.image.config_digest.clone());
+            out.push(p.image.manifest_digest.clone());
+            if let Some(s) = &p.sbom {
+                out.extend(s.artifact.blobs());
+                out.push(s.artifact.digest.clone());
+            }
+        }
+        if let Some(i) = &self.index {
+            out.push(i.digest.clone());
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -393,17 +462,126 @@ fn read_content(c: &crate::layer::Content) -> Result<String> {
     })
 }
 
-/// Builds the recipe's image into the store at `opts.cache_dir`.
+/// The platforms a build makes: the recipe's `platforms` (or its one `platform`), narrowed
+/// to `--platform` when given. The flag must name one of the recipe's platforms.
+pub fn build_platforms(loaded: &LoadedRecipe, flag: Option<&str>) -> Result<Vec<String>> {
+    let r = &loaded.recipe;
+    let all: Vec<String> = if r.platforms.is_empty() {
+        vec![r.platform.clone()]
+    } else {
+        r.platforms.clone()
+    };
+    let Some(want) = flag else { return Ok(all) };
+    match all
+        .iter()
+        .find(|p| registry::pull::platform_matches(p, want))
+    {
+        Some(p) => Ok(vec![p.clone()]),
+        None => bail!(
+            "--platform {want}: {} builds {}\n  hint: pass one of them to --platform, or leave the flag out",
+            loaded.file.display(),
+            all.join(", ")
+        ),
+    }
+}
+
+/// Builds the recipe's image into the store at `opts.cache_dir`: one image per platform,
+/// under an image index when the recipe lists `platforms` and `--platform` did not pick
+/// one. Layers that do not depend on the platform (copy, file, ...) come out the same for
+/// each, so the platforms share those blobs.
 pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver) -> Result<Built> {
     let r = &loaded.recipe;
     let sde = recipe::effective_source_date_epoch(r, opts.source_date_epoch_env.as_deref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file.display()))?;
+    let platforms = build_platforms(loaded, opts.platform.as_deref())?;
     let store = Store::open(&opts.cache_dir)
         .with_context(|| format!("opening the cache at {}", opts.cache_dir.display()))?;
     let _lock = store.lock(false)?;
     let stat = StatCache::load(&store);
-    let base = load_base(loaded, &store, opts)?;
-    let wheels = crate::python::StoreWheels::new(&store);
+    let mut images = Vec::new();
+    for p in &platforms {
+        let mut one = loaded.clone();
+        one.recipe.platform = p.clone();
+        one.recipe.platforms = Vec::new();
+        let multi = !r.platforms.is_empty();
+        let image = build_platform(&one, &store, &stat, opts, obs, sde);
+        images.push(if multi {
+            image.with_context(|| format!("platform {p}"))?
+        } else {
+            image?
+        });
+    }
+    if let Err(e) = stat.save() {
+        // The stat cache is a shortcut; failing to save it costs speed, never correctness.
+        eprintln!("warning: could not save the stat cache: {e}");
+    }
+    let index = if r.platforms.is_empty() || opts.platform.is_some() {
+        None
+    } else {
+        let doc = image_index(&images);
+        let bytes = canonical_json(&doc)?;
+        let digest = store.put_bytes(&bytes)?;
+        Some(ManifestDesc {
+            media_type: MEDIA_INDEX.to_string(),
+            digest,
+            size: bytes.len() as u64,
+        })
+    };
+    Ok(Built {
+        store,
+        images,
+        index,
+        name: r.name.clone(),
+        tag: opts.tag.clone().unwrap_or_else(|| r.tag.clone()),
+        source_date_epoch: sde,
+    })
+}
+
+/// The image index over one manifest per platform, each with its `platform`.
+pub fn image_index(images: &[PlatformImage]) -> Value {
+    let manifests: Vec<Value> = images
+        .iter()
+        .map(|p| {
+            json!({
+                "mediaType": MEDIA_MANIFEST,
+                "digest": p.image.manifest_digest,
+                "size": p.image.manifest_size,
+                "platform": platform_json(&p.image.platform),
+            })
+        })
+        .collect();
+    json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": manifests,
+    })
+}
+
+/// `os/arch[/variant]` as an OCI platform object.
+pub fn platform_json(platform: &str) -> Value {
+    let mut parts = platform.split('/');
+    let mut v = json!({
+        "os": parts.next().unwrap_or("linux"),
+        "architecture": parts.next().unwrap_or("amd64"),
+    });
+    if let Some(variant) = parts.next() {
+        v["variant"] = json!(variant);
+    }
+    v
+}
+
+/// One platform's image (`loaded.recipe.platform`).
+fn build_platform(
+    loaded: &LoadedRecipe,
+    store: &Store,
+    stat: &StatCache,
+    opts: &BuildOptions,
+    obs: &dyn BuildObserver,
+    sde: u64,
+) -> Result<PlatformImage> {
+    let r = &loaded.recipe;
+    let base = load_base(loaded, store, opts)?;
+    let wheels = crate::python::StoreWheels::new(store);
 
     let names: Vec<String> = r
         .layers
@@ -424,7 +602,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
                 return Ok(None);
             }
             Ok(Some(recipe::resolve_layer_with(
-                loaded, i, &stat, &wheels, sde,
+                loaded, i, stat, &wheels, sde,
             )?))
         })
         .collect::<Result<_>>()?;
@@ -432,7 +610,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     // extracted through the symlinks of the base and of the recipe's layers below it.
     let debian_layers = match debian_at {
         Some(at) => {
-            let mut lower = base_tree(&store, base.as_ref())?;
+            let mut lower = base_tree(store, base.as_ref())?;
             for entries in plain[..at].iter().flatten() {
                 lower.apply(entries);
             }
@@ -441,7 +619,7 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
                 r,
                 &opts.debian,
                 opts.policy,
-                &store,
+                store,
                 sde,
                 &lower,
             )?
@@ -452,7 +630,12 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     for (i, entries) in plain.into_iter().enumerate() {
         match entries {
             Some(e) => layer_entries.push((names[i].clone(), e)),
-            None => layer_entries.extend(debian_layers.clone().unwrap_or_default()),
+            None => layer_entries.extend(
+                debian_layers
+                    .as_ref()
+                    .map(|d| d.layers.clone())
+                    .unwrap_or_default(),
+            ),
         }
     }
     let mut planned: Vec<String> = layer_entries.iter().map(|(n, _)| n.clone()).collect();
@@ -461,8 +644,8 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     }
     obs.layers_planned(&planned);
     if let Some(accounts) = &r.accounts {
-        let passwd = file_in_image(&store, base.as_ref(), &layer_entries, "etc/passwd")?;
-        let group = file_in_image(&store, base.as_ref(), &layer_entries, "etc/group")?;
+        let passwd = file_in_image(store, base.as_ref(), &layer_entries, "etc/passwd")?;
+        let group = file_in_image(store, base.as_ref(), &layer_entries, "etc/group")?;
         let entries = recipe::render_accounts(accounts, passwd.as_deref(), group.as_deref(), sde)
             .map_err(|e| anyhow::anyhow!("{}: accounts: {e}", loaded.file.display()))?;
         layer_entries.push(("accounts".into(), entries));
@@ -472,16 +655,11 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .par_iter()
         .enumerate()
         .map(|(i, (name, entries))| {
-            let out = build_layer(&store, name, entries, opts.compression)?;
+            let out = build_layer(store, name, entries, opts.compression)?;
             obs.layer_finished(i, &out.1);
             Ok(out)
         })
         .collect::<Result<_>>()?;
-    if let Err(e) = stat.save() {
-        // The stat cache is a shortcut; failing to save it costs speed, never correctness.
-        eprintln!("warning: could not save the stat cache: {e}");
-    }
-
     let mut layers: Vec<LayerRef> = Vec::new();
     let mut reports: Vec<LayerReport> = Vec::new();
     if let Some(b) = &base {
@@ -543,19 +721,51 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     let manifest_bytes = canonical_json(&manifest)?;
     let manifest_digest = store.put_bytes(&manifest_bytes)?;
 
-    Ok(Built {
-        store,
-        image: ImageRef {
-            manifest_digest,
-            manifest_size: manifest_bytes.len() as u64,
-            config_digest,
-            layers,
-            platform: r.platform.clone(),
-        },
-        name: r.name.clone(),
-        tag: opts.tag.clone().unwrap_or_else(|| r.tag.clone()),
-        source_date_epoch: sde,
+    let image = ImageRef {
+        manifest_digest,
+        manifest_size: manifest_bytes.len() as u64,
+        config_digest,
+        layers,
+        platform: r.platform.clone(),
+    };
+    let sbom = match debian_layers {
+        Some(d) => Some(attach_sbom(store, &image, &r.name, d.sbom, sde)?),
+        None => None,
+    };
+    Ok(PlatformImage {
+        image,
         layers: reports,
+        sbom,
+    })
+}
+
+/// Stores the SPDX `document` and the artifact manifest attaching it to `image`.
+fn attach_sbom(
+    store: &Store,
+    image: &ImageRef,
+    name: &str,
+    document: Vec<u8>,
+    sde: u64,
+) -> Result<Sbom> {
+    use crate::oci::artifact;
+    let subject = ManifestDesc {
+        media_type: MEDIA_MANIFEST.to_string(),
+        digest: image.manifest_digest.clone(),
+        size: image.manifest_size,
+    };
+    let a = artifact::artifact_manifest(
+        artifact::MEDIA_SPDX_JSON,
+        &document,
+        &format!("{name}.spdx.json"),
+        &subject,
+        sde,
+    );
+    store.put_bytes(artifact::EMPTY_BLOB)?;
+    store.put_bytes(&document)?;
+    store.put_bytes(&a.manifest)?;
+    Ok(Sbom {
+        document,
+        artifact: a,
     })
 }
 
@@ -695,43 +905,171 @@ pub enum OutputFormat {
     DockerArchive,
 }
 
-/// Writes the built image to `dest` in `format`.
-pub fn write_output(built: &Built, format: OutputFormat, dest: &Path) -> Result<()> {
+/// Where the SBOM of `platform` goes beside the output `dest`: `out/NAME` or
+/// `out/NAME.tar` → `out/NAME.spdx.json`; in a multi-platform build one file per
+/// platform, `out/NAME.linux-arm64.spdx.json`.
+pub fn sbom_path(dest: &Path, platform: Option<&str>) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let stem = name.strip_suffix(".tar").unwrap_or(&name);
+    let file = match platform {
+        Some(p) => format!("{stem}.{}.spdx.json", p.replace('/', "-")),
+        None => format!("{stem}.spdx.json"),
+    };
+    dest.with_file_name(file)
+}
+
+/// Writes the built image to `dest` in `format`, and each SBOM beside it (see
+/// [`sbom_path`]); returns the SBOM files written. An OCI layout or archive also holds
+/// each SBOM as an artifact referring to its image; a Docker archive cannot hold
+/// artifacts, nor more than one platform.
+pub fn write_output(built: &Built, format: OutputFormat, dest: &Path) -> Result<Vec<PathBuf>> {
+    let root = built.root();
+    let artifacts = built.artifacts();
     match format {
         OutputFormat::Oci => {
             let layout = Layout::create(dest)?;
-            let mut digests: Vec<String> = built
-                .image
-                .layers
-                .iter()
-                .map(|l| l.digest.clone())
-                .collect();
-            digests.push(built.image.config_digest.clone());
-            digests.push(built.image.manifest_digest.clone());
-            layout.import_blobs(&built.store, &digests)?;
+            layout.import_blobs(&built.store, &built.blob_digests())?;
             let desc: oci_spec::image::Descriptor = serde_json::from_value(json!({
-                "mediaType": manifest_media_type().to_string(),
-                "digest": built.image.manifest_digest,
-                "size": built.image.manifest_size,
+                "mediaType": root.media_type,
+                "digest": root.digest,
+                "size": root.size,
             }))?;
-            layout.set_tag(&built.tag, desc)?;
+            let owned: Vec<crate::oci::artifact::Artifact> =
+                artifacts.iter().map(|a| (*a).clone()).collect();
+            layout.publish(&built.tag, desc, &owned)?;
         }
-        OutputFormat::OciArchive => crate::oci::archive::write_oci_archive(
-            &built.store,
-            &built.image,
-            &built.tag,
-            built.source_date_epoch,
-            dest,
-        )
-        .with_context(|| format!("writing {}", dest.display()))?,
-        OutputFormat::DockerArchive => crate::oci::archive::write_docker_archive(
-            &built.store,
-            &built.image,
-            &built.repo_tag(),
-            built.source_date_epoch,
-            dest,
-        )
-        .with_context(|| format!("writing {}", dest.display()))?,
+        OutputFormat::OciArchive => {
+            let entries: Vec<Value> = artifacts.iter().map(|a| a.index_entry()).collect();
+            crate::oci::archive::write_oci_archive(
+                &built.store,
+                &root,
+                &built.tag,
+                &entries,
+                &built.blob_digests(),
+                built.source_date_epoch,
+                dest,
+            )
+            .with_context(|| format!("writing {}", dest.display()))?
+        }
+        OutputFormat::DockerArchive => {
+            if built.images.len() > 1 {
+                let list: Vec<&str> = built
+                    .images
+                    .iter()
+                    .map(|i| i.image.platform.as_str())
+                    .collect();
+                bail!(
+                    "a docker-archive holds one platform, and this recipe builds {}\n  hint: pick one with --platform (e.g. --platform {}), or write --format oci or oci-archive, which hold the image index",
+                    list.join(", "),
+                    list[0]
+                );
+            }
+            crate::oci::archive::write_docker_archive(
+                &built.store,
+                built.image(),
+                &built.repo_tag(),
+                built.source_date_epoch,
+                dest,
+            )
+            .with_context(|| format!("writing {}", dest.display()))?
+        }
     }
-    Ok(())
+    let mut written = Vec::new();
+    let multi = built.images.len() > 1;
+    for p in &built.images {
+        if let Some(s) = &p.sbom {
+            let path = sbom_path(dest, multi.then_some(p.image.platform.as_str()));
+            crate::store::write_atomic(&path, &s.document)
+                .with_context(|| format!("writing the SBOM {}", path.display()))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> LoadedRecipe {
+        recipe::parse_str(text, Path::new("r.yaml"), Path::new("/nonexistent")).expect("parses")
+    }
+
+    #[test]
+    fn platforms_of_a_build() {
+        let multi = loaded("name: x\nplatforms: [linux/amd64, linux/arm64/v8]\n");
+        assert_eq!(
+            build_platforms(&multi, None).expect("all"),
+            ["linux/amd64", "linux/arm64/v8"]
+        );
+        assert_eq!(
+            build_platforms(&multi, Some("linux/arm64")).expect("one"),
+            ["linux/arm64/v8"]
+        );
+        let e = build_platforms(&multi, Some("linux/s390x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.yaml builds linux/amd64, linux/arm64/v8") && e.contains("hint:"),
+            "{e}"
+        );
+        let single = loaded("name: x\nplatform: linux/arm64\n");
+        assert_eq!(
+            build_platforms(&single, None).expect("one"),
+            ["linux/arm64"]
+        );
+        assert!(build_platforms(&single, Some("linux/amd64")).is_err());
+    }
+
+    #[test]
+    fn index_lists_each_platform() {
+        let image = |platform: &str, digest: &str| PlatformImage {
+            image: ImageRef {
+                manifest_digest: digest.into(),
+                manifest_size: 10,
+                config_digest: String::new(),
+                layers: Vec::new(),
+                platform: platform.into(),
+            },
+            layers: Vec::new(),
+            sbom: None,
+        };
+        let v = image_index(&[
+            image("linux/amd64", "sha256:a"),
+            image("linux/arm/v7", "sha256:b"),
+        ]);
+        assert_eq!(v["mediaType"], MEDIA_INDEX);
+        assert_eq!(v["schemaVersion"], 2);
+        let m = v["manifests"].as_array().expect("manifests");
+        assert_eq!(
+            m[0]["platform"],
+            json!({"os": "linux", "architecture": "amd64"})
+        );
+        assert_eq!(
+            m[1]["platform"],
+            json!({"os": "linux", "architecture": "arm", "variant": "v7"})
+        );
+        assert_eq!(m[1]["digest"], "sha256:b");
+        assert_eq!(m[1]["mediaType"], MEDIA_MANIFEST);
+        assert_eq!(m[1]["size"], 10);
+    }
+
+    #[test]
+    fn sbom_beside_the_output() {
+        assert_eq!(
+            sbom_path(Path::new("out/img"), None),
+            Path::new("out/img.spdx.json")
+        );
+        assert_eq!(
+            sbom_path(Path::new("out/img.tar"), None),
+            Path::new("out/img.spdx.json")
+        );
+        assert_eq!(
+            sbom_path(Path::new("out/img"), Some("linux/arm64/v8")),
+            Path::new("out/img.linux-arm64-v8.spdx.json")
+        );
+    }
 }

@@ -36,17 +36,110 @@ pub struct ImageInfo {
     pub annotations: BTreeMap<String, String>,
     pub layers: Vec<LayerInfo>,
     pub total_size: u64,
+    /// For a reference naming an image index: its manifests by platform (the details above
+    /// are of the `linux/amd64` one, else the first).
+    pub platforms: Vec<PlatformInfo>,
+    /// Artifacts in the layout that refer to the image (an SBOM).
+    pub referrers: Vec<ReferrerInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformInfo {
+    pub platform: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferrerInfo {
+    pub digest: String,
+    pub artifact_type: String,
+    pub size: u64,
+    /// The manifest it refers to.
+    pub subject: String,
 }
 
 fn open(spec: &str) -> Result<(Layout, crate::oci::ResolvedImage)> {
     let (path, tag) = parse_image_ref(spec);
     let layout = Layout::open(&path)?;
-    let img = layout.resolve(tag.as_deref(), DEFAULT_PLATFORM)?;
+    let img = match layout.resolve(tag.as_deref(), DEFAULT_PLATFORM) {
+        Err(crate::oci::LayoutError::NoPlatform { .. }) => {
+            // An index without linux/amd64: its first platform.
+            let first = index_platforms(&layout, tag.as_deref())?
+                .into_iter()
+                .next()
+                .map(|p| p.platform)
+                .unwrap_or_default();
+            layout.resolve(tag.as_deref(), &first)?
+        }
+        other => other?,
+    };
     Ok((layout, img))
 }
 
+/// The platforms of the index `tag` names (empty when it names a manifest).
+fn index_platforms(layout: &Layout, tag: Option<&str>) -> Result<Vec<PlatformInfo>> {
+    let tags = layout.tags()?;
+    let desc = match tag {
+        Some(t) => tags.iter().find(|(n, _)| n.as_deref() == Some(t)),
+        None if tags.len() == 1 => tags.first(),
+        None => None,
+    };
+    let Some((_, desc)) = desc else {
+        return Ok(Vec::new());
+    };
+    if desc.media_type().to_string() != MEDIA_INDEX {
+        return Ok(Vec::new());
+    }
+    let doc: Value = serde_json::from_slice(&layout.blobs.read_blob(desc.digest().as_ref())?)?;
+    Ok(doc["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut platform = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or("?"),
+                p["architecture"].as_str().unwrap_or("?")
+            );
+            if let Some(v) = p["variant"].as_str() {
+                platform = format!("{platform}/{v}");
+            }
+            PlatformInfo {
+                platform,
+                digest: m["digest"].as_str().unwrap_or_default().to_string(),
+                size: m["size"].as_u64().unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
 pub fn inspect(spec: &str) -> Result<ImageInfo> {
-    let (_layout, img) = open(spec)?;
+    let (layout, img) = open(spec)?;
+    let (_, tag) = parse_image_ref(spec);
+    let platforms = index_platforms(&layout, tag.as_deref())?;
+    let mut referrers = Vec::new();
+    let mut subjects = vec![img.manifest_descriptor.digest().to_string()];
+    for p in &platforms {
+        if !subjects.contains(&p.digest) {
+            subjects.push(p.digest.clone());
+        }
+    }
+    for s in &subjects {
+        for d in layout.referrers(s)? {
+            referrers.push(ReferrerInfo {
+                digest: d.digest().to_string(),
+                artifact_type: d
+                    .artifact_type()
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                size: d.size(),
+                subject: s.clone(),
+            });
+        }
+    }
     let config: Value = serde_json::from_slice(&img.config_bytes)?;
     let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
@@ -102,6 +195,8 @@ pub fn inspect(spec: &str) -> Result<ImageInfo> {
             .collect(),
         total_size: layers.iter().map(|l| l.size).sum(),
         layers,
+        platforms,
+        referrers,
     })
 }
 
@@ -286,6 +381,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
             }
             continue;
         }
+        if crate::oci::artifact::is_artifact(&doc) {
+            verify_artifact(&layout, &digest, &doc, &mut referenced, &mut rep);
+            continue;
+        }
         let (cdigest, _, csize) = desc_of(&doc["config"]);
         referenced.insert(cdigest.clone());
         let Some(cbytes) = check_blob(&layout.blobs, &cdigest, csize, &mut rep) else {
@@ -320,6 +419,39 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         }
     }
     Ok(rep)
+}
+
+/// An artifact manifest (an SBOM strata attached, say): its config and blobs exist with
+/// their sizes and digests (they are files, not layers: nothing to decompress), and its
+/// `subject`, when it has one, is a manifest of the layout.
+fn verify_artifact(
+    layout: &Layout,
+    digest: &str,
+    doc: &Value,
+    referenced: &mut std::collections::BTreeSet<String>,
+    rep: &mut VerifyReport,
+) {
+    let mut descs = vec![&doc["config"]];
+    descs.extend(doc["layers"].as_array().into_iter().flatten());
+    for d in descs {
+        let (bd, _, bsize) = desc_of(d);
+        if referenced.insert(bd.clone()) {
+            check_blob(&layout.blobs, &bd, bsize, rep);
+        }
+    }
+    if doc["subject"].is_object() {
+        let (sd, _, ssize) = desc_of(&doc["subject"]);
+        match layout.blobs.read_blob(&sd) {
+            Ok(b) if b.len() as u64 == ssize => {}
+            Ok(b) => rep.problems.push(format!(
+                "artifact {digest}: its subject {sd} has {} bytes, the artifact says {ssize}",
+                b.len()
+            )),
+            Err(e) => rep.problems.push(format!(
+                "artifact {digest}: its subject {sd} is not in the layout ({e})"
+            )),
+        }
+    }
 }
 
 fn desc_of(v: &Value) -> (String, String, u64) {

@@ -55,6 +55,10 @@ enum Command {
         format: OutputFormat,
         #[arg(long, value_enum, default_value = "gzip")]
         compression: Compression,
+        /// Of a recipe with `platforms`, build only this one (os/arch[/variant]): one
+        /// manifest instead of an image index (needed for --format docker-archive).
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
         /// Fail if the recipe's lockfile (RECIPE.lock: debian packages, the digest of a
         /// registry base's tag) is missing or stale instead of re-resolving it.
         #[arg(long)]
@@ -335,6 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tag,
             format,
             compression,
+            platform,
             locked,
             offline,
             index,
@@ -343,7 +348,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             // A bad push reference is reported before the build, not after.
             let push_ref = push.as_deref().map(Reference::parse).transpose()?;
+            if let Some(p) = &platform {
+                strata::recipe::validate::check_platform(p).map_err(|p| {
+                    anyhow::anyhow!("--platform: {}\n  hint: {}", p.message, p.hint)
+                })?;
+            }
             let loaded = strata::recipe::load(&recipe)?;
+            let platforms = build::build_platforms(&loaded, platform.as_deref())?;
+            anyhow::ensure!(
+                format != OutputFormat::DockerArchive || platforms.len() == 1,
+                "{}: a docker-archive holds one platform, and this recipe builds {}\n  hint: pick one with --platform {}, or write --format oci or oci-archive, which hold the image index",
+                recipe.display(),
+                platforms.join(", "),
+                platforms[0]
+            );
             let opts = BuildOptions {
                 cache_dir: cache,
                 compression,
@@ -354,6 +372,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     index: index.options(),
                 },
                 registry: registry.client(),
+                platform,
             };
             let bars = Bars::new(progress);
             let built = build::build(&loaded, &opts, &bars)?;
@@ -365,7 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     _ => Path::new("out").join(format!("{name}.tar")),
                 }
             });
-            build::write_output(&built, format, &dest)?;
+            let sboms = build::write_output(&built, format, &dest)?;
             let pushed = match (&push, &push_ref) {
                 (Some(text), Some(r)) => {
                     // Base layers from the same registry are mounted rather than uploaded.
@@ -382,9 +401,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         mount_from,
                         ..PushOptions::default()
                     };
+                    let root = built.root();
                     let root = PushRoot {
-                        media_type: strata::oci::MEDIA_MANIFEST.to_string(),
-                        digest: built.image.manifest_digest.clone(),
+                        media_type: root.media_type,
+                        digest: root.digest,
+                        referrers: built.artifacts().into_iter().cloned().collect(),
                     };
                     Some(do_push(
                         &built.store,
@@ -399,21 +420,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => None,
             };
             if cli.json {
+                let root = built.root();
+                let platforms: Vec<serde_json::Value> = built
+                    .images
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "platform": p.image.platform,
+                            "manifest_digest": p.image.manifest_digest,
+                            "config_digest": p.image.config_digest,
+                            "layers": p.layers,
+                            "sbom_artifact": p.sbom.as_ref().map(|s| &s.artifact.digest),
+                        })
+                    })
+                    .collect();
                 print_json(&serde_json::json!({
-                    "manifest_digest": built.image.manifest_digest,
-                    "config_digest": built.image.config_digest,
+                    "digest": root.digest,
+                    "media_type": root.media_type,
+                    "manifest_digest": built.image().manifest_digest,
+                    "config_digest": built.image().config_digest,
                     "name": built.name,
                     "tag": built.tag,
                     "format": format,
                     "output": dest,
-                    "layers": built.layers,
+                    "layers": built.images[0].layers,
+                    "platforms": platforms,
+                    "sbom": sboms,
                     "push": pushed,
                 }))?;
             } else {
                 if !cli.quiet {
                     eprintln!("wrote {} ({})", dest.display(), built.repo_tag());
+                    if built.index.is_some() {
+                        for p in &built.images {
+                            eprintln!("  {} {}", p.image.platform, p.image.manifest_digest);
+                        }
+                    }
+                    let attached = if format == OutputFormat::DockerArchive {
+                        "a docker-archive holds no artifacts"
+                    } else {
+                        "also attached to the image as an artifact"
+                    };
+                    for s in &sboms {
+                        eprintln!("wrote {} (SBOM; {attached})", s.display());
+                    }
                 }
-                println!("{}", built.image.manifest_digest);
+                println!("{}", built.root().digest);
             }
         }
         Command::Push {
@@ -626,6 +678,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("image     {}", info.reference);
                 println!("manifest  {}", info.manifest_digest);
                 println!("platform  {}", info.platform);
+                for p in &info.platforms {
+                    println!("index     {} {}", p.platform, p.digest);
+                }
+                for r in &info.referrers {
+                    println!(
+                        "referrer  {} {} (subject {})",
+                        r.artifact_type, r.digest, r.subject
+                    );
+                }
                 if let Some(c) = &info.created {
                     println!("created   {c}");
                 }
@@ -765,6 +826,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .options(),
                     },
                     registry: ClientOptions::default(),
+                    platform: None,
                 },
                 observer: &bars,
                 quiet: cli.quiet,

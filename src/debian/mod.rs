@@ -315,6 +315,14 @@ pub type FetchedDeb = (PathBuf, LockedPackage);
 /// A layer's name and entries.
 pub type NamedLayer = (String, Vec<crate::layer::Entry>);
 
+/// What a `debian` step adds to an image: its layers and the SPDX document of its packages.
+#[derive(Debug, Clone)]
+pub struct DebianLayers {
+    pub layers: Vec<NamedLayer>,
+    /// [`spdx_json`] of the extracted packages.
+    pub sbom: Vec<u8>,
+}
+
 /// What `strata build` needs for a `debian` step (how to treat the lock is the build's
 /// [`LockPolicy`]).
 #[derive(Debug, Clone, Default)]
@@ -381,7 +389,7 @@ impl LowerTree {
 /// For `strata build`: the layers of the recipe's `debian` step (None without one): the
 /// lock (see [`ensure_lock`]), every `.deb` in the store (fetched unless `--offline`), the
 /// packages grouped by `layering`, each group's `.deb`s extracted in order over `lower`
-/// and the groups before it, then one layer of fix-ups.
+/// and the groups before it, then one layer of fix-ups; and the packages' SBOM.
 pub fn build_layers(
     recipe_path: &Path,
     recipe: &Recipe,
@@ -390,7 +398,7 @@ pub fn build_layers(
     store: &Store,
     sde: u64,
     lower: &LowerTree,
-) -> Result<Option<Vec<NamedLayer>>, DebianError> {
+) -> Result<Option<DebianLayers>, DebianError> {
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
     };
@@ -464,7 +472,8 @@ pub fn build_layers(
             detail,
         })?;
     out.push(("dpkg-fixups".into(), fixups));
-    Ok(Some(out))
+    let sbom = spdx_json(&recipe.name, &extracted, Some(&lock.suite), sde);
+    Ok(Some(DebianLayers { layers: out, sbom }))
 }
 
 use crate::layer::{Entry, EntryKind};

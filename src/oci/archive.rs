@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{canonical_json, ANNOTATION_REF_NAME, MEDIA_INDEX, MEDIA_MANIFEST};
+use super::{canonical_json, ANNOTATION_REF_NAME, MEDIA_INDEX};
 use crate::layer::{decompressor, write_tar, Content, Entry, EntryKind};
 use crate::store::{digest_hex, Store};
 
@@ -93,11 +93,15 @@ fn publish_tar(entries: &[Entry], dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// An OCI image layout, as one tar, with `index.json` tagging the image `tag`.
+/// An OCI image layout, as one tar, with `index.json` tagging `root` (a manifest or an
+/// index) `tag` and listing `artifacts` (their `index.json` entries, untagged); `digests`
+/// are every blob the layout holds.
 pub fn write_oci_archive(
     store: &Store,
-    image: &ImageRef,
+    root: &super::artifact::ManifestDesc,
     tag: &str,
+    artifacts: &[serde_json::Value],
+    digests: &[String],
     mtime: u64,
     dest: &Path,
 ) -> io::Result<()> {
@@ -110,23 +114,24 @@ pub fn write_oci_archive(
             mtime,
         ),
     ];
+    let mut manifests = vec![json!({
+        "mediaType": root.media_type,
+        "digest": root.digest,
+        "size": root.size,
+        "annotations": { ANNOTATION_REF_NAME: tag },
+    })];
+    manifests.extend(artifacts.iter().cloned());
     let index = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_INDEX,
-        "manifests": [{
-            "mediaType": MEDIA_MANIFEST,
-            "digest": image.manifest_digest,
-            "size": image.manifest_size,
-            "annotations": { ANNOTATION_REF_NAME: tag },
-        }]
+        "manifests": manifests,
     });
     entries.push(bytes_entry(
         "index.json",
         canonical_json(&index).map_err(other)?,
         mtime,
     ));
-    let mut digests = vec![image.manifest_digest.clone(), image.config_digest.clone()];
-    digests.extend(image.layers.iter().map(|l| l.digest.clone()));
+    let mut digests = digests.to_vec();
     digests.sort();
     digests.dedup();
     for d in &digests {

@@ -132,12 +132,14 @@ impl Layout {
         serde_json::from_slice(&bytes).map_err(|e| invalid(&p, "index.json", e))
     }
 
-    /// The tagged manifests of the index: (tag, descriptor).
+    /// The images of the index, (tag, descriptor): every entry but the artifacts that
+    /// refer to an image (see [`Layout::referrers`]).
     pub fn tags(&self) -> Result<Vec<(Option<String>, Descriptor)>> {
         Ok(self
             .index()?
             .manifests()
             .iter()
+            .filter(|d| !descriptor_is_artifact(d))
             .map(|d| {
                 let tag = d
                     .annotations()
@@ -146,6 +148,34 @@ impl Layout {
                 (tag, d.clone())
             })
             .collect())
+    }
+
+    /// The artifacts of the index that refer to the manifest `digest` (their entries carry
+    /// [`super::artifact::ANNOTATION_SUBJECT`]), sorted by digest.
+    pub fn referrers(&self, digest: &str) -> Result<Vec<Descriptor>> {
+        let mut out: Vec<Descriptor> = self
+            .index()?
+            .manifests()
+            .iter()
+            .filter(|d| {
+                descriptor_is_artifact(d)
+                    && d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(super::artifact::ANNOTATION_SUBJECT))
+                        .map(String::as_str)
+                        == Some(digest)
+            })
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| a.digest().to_string());
+        Ok(out)
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let bytes = canonical_json(index).map_err(|e| invalid(&self.path, "index.json", e))?;
+        self.blobs
+            .write_atomic(&self.path.join("index.json"), &bytes)?;
+        Ok(())
     }
 
     /// Finds the image for `tag` (or the only image) and `platform` (`os/arch[/variant]`),
@@ -228,6 +258,20 @@ impl Layout {
     /// Points `tag` at `manifest` in `index.json` (replacing what the tag named before),
     /// by writing a new index and renaming it over the old one.
     pub fn set_tag(&self, tag: &str, manifest: Descriptor) -> Result<()> {
+        self.publish(tag, manifest, &[])
+    }
+
+    /// [`Layout::set_tag`], and lists `artifacts` (their blobs already imported) untagged in
+    /// the same write of `index.json`. An artifact entry whose subject is no longer one of
+    /// the layout's images (the tag it referred to now names another image), or that is of
+    /// the same type and subject as a new one, is dropped: a rebuild replaces its SBOM
+    /// rather than piling them up.
+    pub fn publish(
+        &self,
+        tag: &str,
+        manifest: Descriptor,
+        artifacts: &[super::artifact::Artifact],
+    ) -> Result<()> {
         let mut index = self.index()?;
         let mut desc = manifest;
         let mut ann = desc.annotations().clone().unwrap_or_default();
@@ -237,21 +281,63 @@ impl Layout {
             .manifests()
             .iter()
             .filter(|d| {
-                d.annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(ANNOTATION_REF_NAME))
-                    .map(String::as_str)
-                    != Some(tag)
+                descriptor_is_artifact(d)
+                    || d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+                        .map(String::as_str)
+                        != Some(tag)
             })
             .cloned()
             .collect();
         manifests.push(desc);
+        // The manifests the images name: their roots and, for an index, its children.
+        let mut images: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for d in manifests.iter().filter(|d| !descriptor_is_artifact(d)) {
+            images.insert(d.digest().to_string());
+            if d.media_type().to_string() == MEDIA_INDEX {
+                if let Ok(bytes) = self.blobs.read_blob(d.digest().as_ref()) {
+                    if let Ok(child) = serde_json::from_slice::<ImageIndex>(&bytes) {
+                        images.extend(child.manifests().iter().map(|m| m.digest().to_string()));
+                    }
+                }
+            }
+        }
+        let subject_of = |d: &Descriptor| {
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(super::artifact::ANNOTATION_SUBJECT))
+                .cloned()
+        };
+        manifests.retain(|d| {
+            if !descriptor_is_artifact(d) {
+                return true;
+            }
+            let subject = subject_of(d);
+            let kind = d.artifact_type().as_ref().map(|t| t.to_string());
+            let replaced = artifacts.iter().any(|a| {
+                a.digest == d.digest().to_string()
+                    || (Some(&a.subject.digest) == subject.as_ref()
+                        && Some(&a.artifact_type) == kind.as_ref())
+            });
+            // Entries other tools wrote without the annotation are kept as they are.
+            !replaced && subject.as_ref().is_none_or(|s| images.contains(s))
+        });
+        for a in artifacts {
+            let entry: Descriptor = serde_json::from_value(a.index_entry())
+                .map_err(|e| invalid(&self.path, "artifact descriptor", e))?;
+            manifests.push(entry);
+        }
         index.set_manifests(manifests);
-        let bytes = canonical_json(&index).map_err(|e| invalid(&self.path, "index.json", e))?;
-        self.blobs
-            .write_atomic(&self.path.join("index.json"), &bytes)?;
-        Ok(())
+        self.write_index(&index)
     }
+}
+
+/// An `index.json` entry for an artifact: it has an `artifactType`.
+pub fn descriptor_is_artifact(d: &Descriptor) -> bool {
+    d.artifact_type()
+        .as_ref()
+        .is_some_and(|t| !t.to_string().is_empty())
 }
 
 pub fn empty_index() -> ImageIndex {

@@ -7,6 +7,7 @@
 //! documents go through `serde_json::Value` (a BTreeMap) before they become bytes.
 
 pub mod archive;
+pub mod artifact;
 pub mod layout;
 
 use serde::Serialize;

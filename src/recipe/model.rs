@@ -18,6 +18,10 @@ pub struct Recipe {
     /// `os/arch[/variant]`, default `linux/amd64`.
     #[serde(default = "default_platform")]
     pub platform: String,
+    /// Several `os/arch[/variant]`: one image per platform under an image index. Exclusive
+    /// with `platform`; empty for a single-platform recipe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     #[serde(default)]
     pub source_date_epoch: Option<i64>,
     /// `scratch` or `oci:PATH[:TAG]` (PATH relative to the recipe's directory).

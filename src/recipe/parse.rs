@@ -450,6 +450,32 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
     check_name(&r.name).map_err(at(l, "name"))?;
     check_tag(&r.tag).map_err(at(l, "tag"))?;
     check_platform(&r.platform).map_err(at(l, "platform"))?;
+    if l.map.key("platforms").is_some() {
+        if l.map.key("platform").is_some() {
+            return Err(l.error_at(
+                "platforms",
+                "both `platform` and `platforms` are set",
+                "keep `platforms: [linux/amd64, linux/arm64]` for a multi-platform image, or `platform:` alone for one",
+            ));
+        }
+        if r.platforms.is_empty() {
+            return Err(l.error_at(
+                "platforms",
+                "`platforms` is empty",
+                "list at least one platform, e.g. `platforms: [linux/amd64, linux/arm64]`, or remove it",
+            ));
+        }
+        for (i, p) in r.platforms.iter().enumerate() {
+            check_platform(p).map_err(at(l, &format!("platforms[{i}]")))?;
+            if r.platforms[..i].contains(p) {
+                return Err(l.error_at(
+                    &format!("platforms[{i}]"),
+                    format!("`{p}` is listed twice"),
+                    "list each platform once",
+                ));
+            }
+        }
+    }
     if let Some(sde) = r.source_date_epoch {
         if sde < 0 {
             return Err(l.error_at(
@@ -562,8 +588,24 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
                 Step::Debian(d) => {
                     debian_seen += 1;
                     validate_debian(l, &base, li, layer.steps.len(), debian_seen, d)?;
+                    if r.platforms.len() > 1 {
+                        return Err(l.error_at(
+                            &base,
+                            "debian steps do not support several `platforms` yet (the lock holds one architecture)",
+                            "build one platform per recipe (`platform: linux/arm64`), one recipe per architecture",
+                        ));
+                    }
                 }
-                Step::Python(py) => crate::python::step::validate(l, &base, py)?,
+                Step::Python(py) => {
+                    if r.platforms.len() > 1 {
+                        return Err(l.error_at(
+                            &base,
+                            "python steps do not support several `platforms` yet (wheels are locked for one platform)",
+                            "build one platform per recipe (`platform: linux/arm64`), or move the python step to a single-platform recipe",
+                        ));
+                    }
+                    crate::python::step::validate(l, &base, py)?
+                }
             }
         }
     }

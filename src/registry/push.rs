@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::client::{status_error, Body, Client, ClientOptions, SendError};
 use super::{is_index_media_type, Reference, MANIFEST_ACCEPT};
+use crate::oci::MEDIA_MANIFEST;
 use crate::store::Store;
 
 /// Blobs above this size are sent in chunks of this size (PATCH), smaller ones in one PUT.
@@ -75,13 +76,28 @@ pub struct PushReport {
     pub blobs: Vec<BlobPush>,
     /// Manifests pushed (an index's children included).
     pub manifests: usize,
+    /// The artifacts pushed that refer to the image, by digest.
+    pub referrers: Vec<ReferrerPush>,
 }
 
-/// The root of what to push: a manifest or an index, by descriptor.
+/// How an artifact referring to the image was pushed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferrerPush {
+    pub digest: String,
+    pub artifact_type: String,
+    pub subject: String,
+    /// The registry answered with `OCI-Subject` (it serves the referrers API), or else the
+    /// tag of the referrers tag schema strata updated (`sha256-HEX`, distribution-spec 1.1).
+    pub indexed_by: String,
+}
+
+/// The root of what to push: a manifest or an index, by descriptor; and the artifacts
+/// that refer to it or to its manifests (an SBOM), pushed after it.
 #[derive(Debug, Clone)]
 pub struct PushRoot {
     pub media_type: String,
     pub digest: String,
+    pub referrers: Vec<crate::oci::artifact::Artifact>,
 }
 
 struct ManifestDoc {
@@ -159,6 +175,16 @@ pub fn push(
     let mut blobs = BTreeMap::new();
     let mut docs = Vec::new();
     collect(store, &root.media_type, &root.digest, &mut blobs, &mut docs)?;
+    let mut referrer_docs = Vec::new();
+    for a in &root.referrers {
+        collect(
+            store,
+            MEDIA_MANIFEST,
+            &a.digest,
+            &mut blobs,
+            &mut referrer_docs,
+        )?;
+    }
     // Every blob is checked before anything is sent, so a corrupt store never reaches the
     // registry (which would refuse it anyway, after the upload).
     for d in blobs.keys() {
@@ -192,6 +218,29 @@ pub fn push(
         put_manifest(&client, target, root_doc, tag)?;
         check_tag(&client, target, tag, &root_doc.digest)?;
     }
+    let mut referrers = Vec::new();
+    for (a, doc) in root.referrers.iter().zip(&referrer_docs) {
+        let subject = put_manifest(&client, target, doc, &doc.digest)?;
+        let indexed_by = match subject {
+            Some(s) => {
+                if s != a.subject.digest {
+                    bail!(
+                        "pushing artifact {}: the registry says its subject is {s}, expected {}",
+                        a.digest,
+                        a.subject.digest
+                    );
+                }
+                "OCI-Subject".to_string()
+            }
+            None => referrers_tag_fallback(&client, target, a)?,
+        };
+        referrers.push(ReferrerPush {
+            digest: a.digest.clone(),
+            artifact_type: a.artifact_type.clone(),
+            subject: a.subject.digest.clone(),
+            indexed_by,
+        });
+    }
     Ok(PushReport {
         pushed: format!("{}/{}@{}", target.host, target.repo, root_doc.digest),
         digest: root_doc.digest.clone(),
@@ -199,15 +248,60 @@ pub fn push(
         tags: tags.to_vec(),
         blobs: pushed,
         manifests: docs.len(),
+        referrers,
     })
 }
 
+/// The referrers tag schema (distribution-spec 1.1, for registries without the referrers
+/// API): the tag `sha256-HEX` of the subject names an image index listing the artifacts
+/// that refer to it. Reads what the tag lists now, adds `a` (replacing an entry of the same
+/// digest) and puts the index back; returns the tag.
+fn referrers_tag_fallback(
+    client: &Client,
+    target: &Reference,
+    a: &crate::oci::artifact::Artifact,
+) -> Result<String> {
+    let tag = crate::oci::artifact::referrers_tag(&a.subject.digest).map_err(|e| anyhow!(e))?;
+    let url = client.url(&format!("/v2/{}/manifests/{tag}", target.repo));
+    let what = format!("the referrers tag {}:{tag}", target.repo);
+    let resp = client.send(
+        "GET",
+        &url,
+        &[("Accept", crate::oci::MEDIA_INDEX)],
+        &Body::Empty,
+    )?;
+    let mut listed: Vec<serde_json::Value> = match resp.status() {
+        200 => {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)
+                .with_context(|| format!("reading {what}"))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).with_context(|| format!("{what} is not JSON"))?;
+            v["manifests"].as_array().cloned().unwrap_or_default()
+        }
+        404 => Vec::new(),
+        _ => return Err(status_error(&format!("reading {what}"), resp, client)),
+    };
+    listed.retain(|m| m["digest"].as_str() != Some(a.digest.as_str()));
+    listed.push(crate::oci::artifact::referrer_descriptor(a));
+    let bytes = crate::oci::artifact::referrers_index(listed);
+    let doc = ManifestDoc {
+        media_type: crate::oci::MEDIA_INDEX.to_string(),
+        digest: crate::digest::sha256_digest(&bytes),
+        bytes,
+    };
+    put_manifest(client, target, &doc, &tag)?;
+    Ok(tag)
+}
+
+/// PUTs `doc` as `reference`; returns the `OCI-Subject` header of the answer (a registry
+/// that serves the referrers API sends it for a manifest with a `subject`).
 fn put_manifest(
     client: &Client,
     target: &Reference,
     doc: &ManifestDoc,
     reference: &str,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let url = client.url(&format!("/v2/{}/manifests/{reference}", target.repo));
     let what = format!(
         "pushing manifest {} as {}:{reference}",
@@ -227,7 +321,7 @@ fn put_manifest(
             "{what}: the registry computed digest {d}, expected {}",
             doc.digest
         ),
-        _ => Ok(()),
+        _ => Ok(resp.header("oci-subject").map(String::from)),
     }
 }
 
@@ -573,9 +667,33 @@ pub fn layout_root(spec: &str) -> Result<(crate::oci::Layout, PushRoot)> {
         None if tags.len() == 1 => tags[0].1.clone(),
         None => bail!("{}: holds {} images; say which one with oci:{}:TAG", path.display(), tags.len(), path.display()),
     };
+    // The artifacts referring to the root or, for an index, to its manifests.
+    let mut subjects = vec![desc.digest().to_string()];
+    if desc.media_type().to_string() == crate::oci::MEDIA_INDEX {
+        let bytes = layout.blobs.read_blob(desc.digest().as_ref())?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: index {}", path.display(), desc.digest()))?;
+        for m in v["manifests"].as_array().into_iter().flatten() {
+            if let Some(d) = m["digest"].as_str() {
+                subjects.push(d.to_string());
+            }
+        }
+    }
+    let mut referrers = Vec::new();
+    for s in &subjects {
+        for r in layout.referrers(s)? {
+            let digest = r.digest().to_string();
+            let bytes = layout.blobs.read_blob(&digest)?;
+            referrers.push(
+                crate::oci::artifact::Artifact::from_manifest(bytes)
+                    .map_err(|e| anyhow!("{}: artifact {digest}: {e}", path.display()))?,
+            );
+        }
+    }
     let root = PushRoot {
         media_type: desc.media_type().to_string(),
         digest: desc.digest().to_string(),
+        referrers,
     };
     Ok((layout, root))
 }

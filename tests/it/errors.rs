@@ -57,6 +57,28 @@ fn invalid_recipes_point_at_the_place() {
             "3:19",
             "http",
         ),
+        (
+            "name: x\nplatform: linux/amd64\nplatforms: [linux/amd64, linux/arm64]\n",
+            "3:12",
+            "both `platform` and `platforms`",
+        ),
+        (
+            "name: x\nplatforms: [linux/amd64, linux/amd64]\n",
+            "2:26",
+            "listed twice",
+        ),
+        ("name: x\nplatforms: [linux/amd64, windows]\n", "2:26", "windows"),
+        ("name: x\nplatforms: []\n", "2:12", "empty"),
+        (
+            "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - debian: {suite: bookworm, packages: [a]}\n",
+            "5:17",
+            "debian steps do not support several `platforms`",
+        ),
+        (
+            "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - python: {python: \"3.11\", target: /usr/lib/python3/dist-packages, requirements: [a]}\n",
+            "5:17",
+            "python steps do not support several `platforms`",
+        ),
     ];
     for (text, pos, word) in cases {
         let sb = Sandbox::new();

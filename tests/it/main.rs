@@ -11,8 +11,10 @@ mod errors;
 mod lab;
 mod lab_apt;
 mod lab_salt;
+mod multiarch;
 mod python;
 mod registry;
+mod sbom;
 mod tools;
 
 use std::path::{Path, PathBuf};
