@@ -478,11 +478,11 @@ pub fn cache_entries(tree: &Tree, debian_arch: &str) -> Vec<CacheEntry> {
             let mut soname = elf.soname.unwrap_or_else(|| name.to_string());
             let mut is_link = is_link;
             if is_link {
-                // A link counts as a link only when it points at the file of its soname
-                // (or at a `.so` whose name begins the soname); it is then cached under its
-                // own name. Otherwise it is treated like the file it leads to.
-                let base = target.rsplit('/').next().unwrap_or(&target);
-                if base != soname && !(base.ends_with(".so") && soname.starts_with(base)) {
+                // A link counts as a link only when its name is the soname of the library
+                // it leads to, or a `.so` name that begins that soname (the development
+                // link `libz.so`); it is then cached under its own name. Any other link is
+                // treated like the file it leads to.
+                if name != soname && !(name.ends_with(".so") && soname.starts_with(name)) {
                     is_link = false;
                 }
             }
