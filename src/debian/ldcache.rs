@@ -702,6 +702,135 @@ mod tests {
         );
     }
 
+    /// A minimal little-endian ELF64 `ET_DYN` file: one PT_LOAD over the whole file at
+    /// vaddr 0x10000, a PT_DYNAMIC with DT_STRTAB and (optionally) DT_SONAME.
+    pub(super) fn tiny_elf(machine: u16, soname: Option<&str>) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[6] = 1;
+        b[16..18].copy_from_slice(&3u16.to_le_bytes());
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        b[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+        let dyn_at = 64 + 2 * 56;
+        let str_at = dyn_at + 3 * 16;
+        let mut strtab = vec![0u8];
+        strtab.extend_from_slice(soname.unwrap_or("").as_bytes());
+        strtab.push(0);
+        let total = (str_at + strtab.len()) as u64;
+        let vaddr = 0x10000u64;
+        let ph = |t: u32, off: u64, size: u64| {
+            let mut p = vec![0u8; 56];
+            p[..4].copy_from_slice(&t.to_le_bytes());
+            p[8..16].copy_from_slice(&off.to_le_bytes());
+            p[16..24].copy_from_slice(&(vaddr + off).to_le_bytes());
+            p[32..40].copy_from_slice(&size.to_le_bytes());
+            p
+        };
+        b.extend(ph(1, 0, total));
+        b.extend(ph(2, dyn_at as u64, 48));
+        let mut d = |tag: u64, val: u64| {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&val.to_le_bytes());
+        };
+        d(5, vaddr + str_at as u64);
+        d(if soname.is_some() { 14 } else { 1 }, 1);
+        d(0, 0);
+        b.extend(strtab);
+        b
+    }
+
+    #[test]
+    fn elf_soname_class_and_machine() {
+        let e = elf_info(&tiny_elf(EM_X86_64, Some("libx.so.1"))).expect("elf");
+        assert_eq!(
+            e,
+            ElfInfo {
+                class64: true,
+                machine: EM_X86_64,
+                soname: Some("libx.so.1".into())
+            }
+        );
+        let e = elf_info(&tiny_elf(EM_AARCH64, None)).expect("elf");
+        assert_eq!((e.machine, e.soname), (EM_AARCH64, None));
+        // Truncated: no panic, no soname read past the end.
+        let full = tiny_elf(EM_X86_64, Some("libx.so.1"));
+        for n in [60, 120, 200, full.len() - 3] {
+            let _ = elf_info(&full[..n]);
+        }
+    }
+
+    #[test]
+    fn cache_of_a_tree() {
+        let file = |p: &str, b: Vec<u8>| {
+            let size = b.len() as u64;
+            Entry::new(
+                p,
+                EntryKind::File {
+                    content: Content::Bytes(b.into()),
+                    size,
+                },
+                0o644,
+            )
+        };
+        let link = |p: &str, t: &str| {
+            Entry::new(
+                p,
+                EntryKind::Symlink {
+                    target: t.to_string(),
+                },
+                0o777,
+            )
+        };
+        let mut t = Tree::default();
+        t.add_symlink("lib", "usr/lib");
+        t.add_entries(&[
+            file(
+                "etc/ld.so.conf",
+                b"include /etc/ld.so.conf.d/*.conf\n".to_vec(),
+            ),
+            file("etc/ld.so.conf.d/x.conf", b"/opt/x # comment\n".to_vec()),
+            file("opt/x/libx.so.2.0", tiny_elf(EM_X86_64, Some("libx.so.2"))),
+            file(
+                "usr/lib/x86_64-linux-gnu/libx.so.1.5",
+                tiny_elf(EM_X86_64, Some("libx.so.1")),
+            ),
+            link("usr/lib/x86_64-linux-gnu/libx.so.1", "libx.so.1.5"),
+            link("usr/lib/x86_64-linux-gnu/libx.so", "libx.so.1"),
+            file(
+                "usr/lib/x86_64-linux-gnu/libarm.so.1",
+                tiny_elf(EM_AARCH64, Some("libarm.so.1")),
+            ),
+            file("usr/lib/libnosoname.so", tiny_elf(EM_X86_64, None)),
+        ]);
+        let got: Vec<(String, String)> = cache_entries(&t, "amd64")
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.flags, 0x0303);
+                (e.soname, e.path)
+            })
+            .collect();
+        let want = [
+            ("libx.so.2", "/opt/x/libx.so.2"),
+            ("libx.so.1", "/lib/x86_64-linux-gnu/libx.so.1"),
+            ("libx.so", "/lib/x86_64-linux-gnu/libx.so"),
+            ("libnosoname.so", "/lib/libnosoname.so"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // An arm64 image sees only the AArch64 library.
+        let arm = cache_entries(&t, "arm64");
+        assert_eq!(arm.len(), 1);
+        assert_eq!(arm[0].flags, 0x0a03);
+        assert!(cache_entries(&t, "armhf").is_empty());
+    }
+
     #[test]
     fn no_elf_no_entry() {
         assert_eq!(elf_info(b"INPUT(-lc)"), None);
