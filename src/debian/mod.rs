@@ -594,8 +594,9 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
-        // No base-passwd, no ca-certificates, no recipe accounts: no such files.
+        // No base-passwd, no ca-certificates, no recipe accounts, no libc6: no such files.
         assert!(!paths.contains(&"etc/passwd"));
+        assert!(!paths.contains(&"etc/ld.so.cache"));
         assert!(!paths.contains(&"etc/ssl/certs/ca-certificates.crt"));
         assert!(got.iter().all(|e| e.mtime == 5));
     }
