@@ -801,7 +801,7 @@ mod tests {
             link("usr/lib/x86_64-linux-gnu/libx.so.1", "libx.so.1.5"),
             link("usr/lib/x86_64-linux-gnu/libx.so", "libx.so.1"),
             file(
-                "usr/lib/x86_64-linux-gnu/libarm.so.1",
+                "opt/x/libarm.so.1",
                 tiny_elf(EM_AARCH64, Some("libarm.so.1")),
             ),
             file("usr/lib/libnosoname.so", tiny_elf(EM_X86_64, None)),
@@ -827,7 +827,10 @@ mod tests {
         // An arm64 image sees only the AArch64 library.
         let arm = cache_entries(&t, "arm64");
         assert_eq!(arm.len(), 1);
-        assert_eq!(arm[0].flags, 0x0a03);
+        assert_eq!(
+            (arm[0].soname.as_str(), arm[0].path.as_str(), arm[0].flags),
+            ("libarm.so.1", "/opt/x/libarm.so.1", 0x0a03)
+        );
         assert!(cache_entries(&t, "armhf").is_empty());
     }
 
