@@ -18,6 +18,7 @@ pub mod extract;
 pub mod fetch;
 pub mod index;
 pub mod layers;
+pub mod ldcache;
 pub mod lock;
 pub mod mirror;
 pub mod relation;
@@ -466,11 +467,13 @@ pub fn build_layers(
         below_dirs.extend(dirs_of(&entries));
         out.push((group.name, entries));
     }
-    let fixups =
-        fixup_entries(&extracted, None, arch, sde).map_err(|detail| DebianError::Index {
-            what: "image fix-ups (dpkg database, accounts, CA bundle, alternatives)".into(),
+    let fixups = fixup_entries(&extracted, None, &lower.symlinks, arch, sde).map_err(|detail| {
+        DebianError::Index {
+            what: "image fix-ups (dpkg database, accounts, CA bundle, alternatives, ld.so.cache)"
+                .into(),
             detail,
-        })?;
+        }
+    })?;
     out.push(("dpkg-fixups".into(), fixups));
     let sbom = spdx_json(&recipe.name, &extracted, Some(&lock.suite), sde);
     Ok(Some(DebianLayers { layers: out, sbom }))
@@ -480,11 +483,15 @@ use crate::layer::{Entry, EntryKind};
 use crate::recipe::model::Accounts;
 
 /// Every fix-up for an image holding `pkgs`, in one sorted list: dpkg's database, the
-/// account files (base-passwd's masters merged with `accounts`), the CA bundle and the
-/// alternatives links. A directory never replaces a file or link another fix-up wrote.
+/// account files (base-passwd's masters merged with `accounts`), the CA bundle, the
+/// alternatives links and, when the image has the dynamic loader (libc6), `etc/ld.so.cache`
+/// made from the packages' libraries seen through `lower_symlinks` (the links of the layers
+/// below, e.g. a merged-/usr `lib -> usr/lib`). A directory never replaces a file or link
+/// another fix-up wrote.
 pub fn fixup_entries(
     pkgs: &[ExtractedPackage],
     accounts: Option<&Accounts>,
+    lower_symlinks: &BTreeMap<String, String>,
     native_arch: &str,
     sde: u64,
 ) -> Result<Vec<Entry>, String> {
@@ -492,6 +499,20 @@ pub fn fixup_entries(
     all.extend(dpkgdb::accounts_entries(pkgs, accounts, sde)?);
     all.extend(dpkgdb::ca_entries(pkgs, sde));
     all.extend(dpkgdb::alternatives_entries(pkgs, sde));
+    if pkgs
+        .iter()
+        .any(|p| p.name == "libc6" && p.arch == native_arch)
+    {
+        let mut tree = ldcache::Tree::default();
+        for (path, target) in lower_symlinks {
+            tree.add_symlink(path, target);
+        }
+        for p in pkgs {
+            tree.add_entries(&p.entries);
+        }
+        tree.add_entries(&all);
+        all.extend(ldcache::cache_entry(&tree, native_arch, sde));
+    }
     let mut by_path: BTreeMap<String, Entry> = BTreeMap::new();
     for e in all {
         match by_path.get(&e.path) {
@@ -559,7 +580,14 @@ mod tests {
             &ExtractOptions::default(),
         )
         .expect("reads");
-        let got = fixup_entries(std::slice::from_ref(&pkg), None, "amd64", 5).expect("fix-ups");
+        let got = fixup_entries(
+            std::slice::from_ref(&pkg),
+            None,
+            &BTreeMap::new(),
+            "amd64",
+            5,
+        )
+        .expect("fix-ups");
         let paths: Vec<&str> = got.iter().map(|e| e.path.as_str()).collect();
         let mut sorted = paths.clone();
         sorted.sort();
@@ -575,8 +603,9 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
-        // No base-passwd, no ca-certificates, no recipe accounts: no such files.
+        // No base-passwd, no ca-certificates, no recipe accounts, no libc6: no such files.
         assert!(!paths.contains(&"etc/passwd"));
+        assert!(!paths.contains(&"etc/ld.so.cache"));
         assert!(!paths.contains(&"etc/ssl/certs/ca-certificates.crt"));
         assert!(got.iter().all(|e| e.mtime == 5));
     }

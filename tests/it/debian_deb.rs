@@ -618,7 +618,8 @@ fn umoci_unpacks_packages_over_a_merged_usr_base() {
         .map(|f| package_entries(&fixtures().join(f), &opts).expect(f))
         .collect();
     let fixups =
-        strata::debian::fixup_entries(&pkgs, None, "amd64", 1_600_000_000).expect("fix-ups");
+        strata::debian::fixup_entries(&pkgs, None, &opts.lower_symlinks, "amd64", 1_600_000_000)
+            .expect("fix-ups");
     let sb = Sandbox::new();
     let layout = sb.path("layout");
     write_oci_layout(

@@ -6,6 +6,7 @@
 mod build;
 mod debian;
 mod debian_deb;
+mod debian_examples;
 mod determinism;
 mod errors;
 mod lab;
