@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use super::entry::{Content, Entry, EntryKind};
 
 const BLOCK: usize = 512;
+const COPY_BUF: usize = 64 * 1024;
 
 /// Writes `entries` as a tar stream to `out`, ending with the two zero blocks.
 /// Returns the number of bytes written.
@@ -15,8 +16,11 @@ pub fn write_tar<W: Write>(entries: &[Entry], out: &mut W) -> io::Result<u64> {
     let mut order: Vec<(String, &Entry)> = entries.iter().map(|e| (tar_name(e), e)).collect();
     order.sort_by(|a, b| sort_key(&a.0).cmp(sort_key(&b.0)));
     let mut written = 0u64;
+    // One read buffer for every file: io::copy's 8 KiB stack buffer would cost a read
+    // call per 8 KiB, and 64 KiB stays below malloc's mmap threshold.
+    let mut buf = vec![0u8; COPY_BUF];
     for (name, e) in order {
-        written += write_entry(&name, e, out)?;
+        written += write_entry(&name, e, out, &mut buf)?;
     }
     out.write_all(&[0u8; BLOCK * 2])?;
     Ok(written + (BLOCK * 2) as u64)
@@ -45,7 +49,7 @@ fn tar_name(e: &Entry) -> String {
     }
 }
 
-fn write_entry<W: Write>(name: &str, e: &Entry, out: &mut W) -> io::Result<u64> {
+fn write_entry<W: Write>(name: &str, e: &Entry, out: &mut W, buf: &mut [u8]) -> io::Result<u64> {
     let (typeflag, size, link): (u8, u64, &str) = match &e.kind {
         EntryKind::File { size, .. } => (b'0', *size, ""),
         EntryKind::Dir => (b'5', 0, ""),
@@ -127,8 +131,8 @@ fn write_entry<W: Write>(name: &str, e: &Entry, out: &mut W) -> io::Result<u64> 
                 b.len() as u64
             }
             Content::Path { path, .. } => {
-                let f = File::open(path).map_err(|err| annotate(err, path))?;
-                io::copy(&mut f.take(*size), out)?
+                let mut f = File::open(path).map_err(|err| annotate(err, path))?;
+                copy_at_most(&mut f, *size, out, buf)?
             }
         };
         if n != *size {
@@ -143,6 +147,28 @@ fn write_entry<W: Write>(name: &str, e: &Entry, out: &mut W) -> io::Result<u64> 
         written += n + pad(out, n)?;
     }
     Ok(written)
+}
+
+/// Copies up to `limit` bytes of `r` to `out` through `buf`; returns how many it copied.
+fn copy_at_most<W: Write>(
+    r: &mut File,
+    limit: u64,
+    out: &mut W,
+    buf: &mut [u8],
+) -> io::Result<u64> {
+    let mut done = 0u64;
+    while done < limit {
+        let want = buf.len().min((limit - done) as usize);
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(done)
 }
 
 fn annotate(err: io::Error, path: &std::path::Path) -> io::Error {

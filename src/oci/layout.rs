@@ -173,8 +173,12 @@ impl Layout {
 
     fn write_index(&self, index: &ImageIndex) -> Result<()> {
         let bytes = canonical_json(index).map_err(|e| invalid(&self.path, "index.json", e))?;
-        self.blobs
-            .write_atomic(&self.path.join("index.json"), &bytes)?;
+        let path = self.path.join("index.json");
+        // A rebuild that changes nothing leaves the index as it is (no write, no fsync).
+        if fs::read(&path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        self.blobs.write_atomic(&path, &bytes)?;
         Ok(())
     }
 

@@ -268,7 +268,27 @@ fn join(dir: &str, name: &str) -> String {
     match (dir.is_empty(), name.is_empty()) {
         (true, _) => name.to_string(),
         (_, true) => dir.to_string(),
-        _ => format!("{dir}/{name}"),
+        _ => {
+            let mut s = String::with_capacity(dir.len() + 1 + name.len());
+            s.push_str(dir);
+            s.push('/');
+            s.push_str(name);
+            s
+        }
+    }
+}
+
+/// `path` relative to `root`, for a path the walk built as `root/...`: a byte comparison,
+/// where `Path::strip_prefix` compares component by component.
+fn below<'a>(path: &'a Path, root: &Path) -> &'a Path {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
+    match p.strip_prefix(r) {
+        Some(b"") => Path::new(""),
+        Some(rest) if rest[0] == b'/' && !r.ends_with(b"/") => {
+            Path::new(std::ffi::OsStr::from_bytes(&rest[1..]))
+        }
+        _ => path.strip_prefix(root).unwrap_or(path),
     }
 }
 
@@ -347,6 +367,9 @@ fn copy_step(
             let prefix = if glob { name.clone() } else { String::new() };
             let walker = walkdir::WalkDir::new(&real).follow_links(false);
             let mut it = walker.into_iter();
+            // The walk (directory reads) first, then the `lstat` of every entry on all
+            // cores: for a large tree the stats are most of a no-op rebuild's time.
+            let mut found: Vec<(walkdir::DirEntry, String)> = Vec::new();
             while let Some(item) = it.next() {
                 let item = item.map_err(|e| {
                     let p = e
@@ -355,7 +378,7 @@ fn copy_step(
                         .unwrap_or_else(|| real.clone());
                     l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
                 })?;
-                let rel_os = item.path().strip_prefix(&real).unwrap_or(item.path());
+                let rel_os = below(item.path(), &real);
                 // Image paths are UTF-8 (PAX); a lossy conversion would rename silently.
                 let rel = rel_os.to_str().map(str::to_string).ok_or_else(|| {
                     l.error_at(
@@ -371,8 +394,12 @@ fn copy_step(
                     }
                     continue;
                 }
-                let m = item.metadata().map_err(|e| io_err(e.into(), item.path()))?;
-                let target = join(&top, &rel);
+                found.push((item, rel));
+            }
+            let metas: Vec<_> = found.par_iter().map(|(item, _)| item.metadata()).collect();
+            for ((item, rel), m) in found.iter().zip(metas) {
+                let m = m.map_err(|e| io_err(e.into(), item.path()))?;
+                let target = join(&top, rel);
                 staged_from_fs(
                     l,
                     &src_path,
@@ -647,21 +674,26 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Files are linked only when inode and every header field agree.
 type LinkKey = ((u64, u64), u32, u64, u64, String, String);
 
-/// Slot in the tree: a directory and the opaque marker inside it share a path.
-const NORMAL: u8 = 0;
-const OPAQUE: u8 = 1;
+/// The entries at one path: a directory and the opaque marker inside it share a path.
+#[derive(Default)]
+struct Slots {
+    normal: Option<Staged>,
+    opaque: Option<Staged>,
+}
 
-/// The layer being assembled, keyed by (path, slot) so iteration is the final order.
+/// The layer being assembled, keyed by path so iteration is the final order (at one path,
+/// the entry before the opaque marker). Looked up by `&str`, so walking a path's ancestors
+/// allocates nothing.
 #[derive(Default)]
 struct LayerTree {
-    map: BTreeMap<(String, u8), Staged>,
+    map: BTreeMap<String, Slots>,
 }
 
 impl LayerTree {
     fn remove_below(&mut self, path: &str) {
-        let lo = (format!("{path}/"), 0);
-        let hi = (format!("{path}0"), 0); // '0' is the byte after '/'
-        let keys: Vec<_> = self.map.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        let lo = format!("{path}/");
+        let hi = format!("{path}0"); // '0' is the byte after '/'
+        let keys: Vec<String> = self.map.range(lo..hi).map(|(k, _)| k.clone()).collect();
         for k in keys {
             self.map.remove(&k);
         }
@@ -669,21 +701,45 @@ impl LayerTree {
 
     fn kind_at(&self, path: &str) -> Option<&EntryKind> {
         self.map
-            .get(&(path.to_string(), NORMAL))
+            .get(path)
+            .and_then(|s| s.normal.as_ref())
             .map(|s| &s.entry.kind)
+    }
+
+    fn slots(&mut self, path: &str) -> &mut Slots {
+        if !self.map.contains_key(path) {
+            self.map.insert(path.to_string(), Slots::default());
+        }
+        self.map.get_mut(path).expect("just inserted")
+    }
+
+    /// [`Self::slots`] for a path the caller owns: one search of the map.
+    fn slots_owned(&mut self, path: String) -> &mut Slots {
+        self.map.entry(path).or_default()
+    }
+
+    /// Empties one slot, dropping the path when both are empty.
+    fn clear(&mut self, path: &str, opaque: bool) {
+        if let Some(s) = self.map.get_mut(path) {
+            if opaque {
+                s.opaque = None;
+            } else {
+                s.normal = None;
+            }
+            if s.normal.is_none() && s.opaque.is_none() {
+                self.map.remove(path);
+            }
+        }
     }
 
     fn mark_opaque(&mut self, path: &str, step: &str) {
         let e = Entry::new(path, EntryKind::OpaqueWhiteout, 0);
-        self.map.insert(
-            (path.to_string(), OPAQUE),
-            Staged {
-                entry: e,
-                inode: None,
-                step: step.to_string(),
-                pending: None,
-            },
-        );
+        self.slots(path).opaque = Some(Staged {
+            entry: e,
+            inode: None,
+            step: step.to_string(),
+            pending: None,
+        });
     }
 
     fn insert(&mut self, s: Staged) {
@@ -691,16 +747,17 @@ impl LayerTree {
         match s.entry.kind {
             EntryKind::Whiteout => {
                 self.remove_below(&path);
-                self.map.remove(&(path.clone(), OPAQUE));
-                self.map.insert((path, NORMAL), s);
+                let slots = self.slots(&path);
+                slots.opaque = None;
+                slots.normal = Some(s);
                 return;
             }
             EntryKind::OpaqueWhiteout => {
                 self.remove_below(&path);
                 if !matches!(self.kind_at(&path), Some(EntryKind::Dir)) {
-                    self.map.remove(&(path.clone(), NORMAL));
+                    self.clear(&path, false);
                 }
-                self.map.insert((path, OPAQUE), s);
+                self.slots(&path).opaque = Some(s);
                 return;
             }
             _ => {}
@@ -713,56 +770,75 @@ impl LayerTree {
             match self.kind_at(anc) {
                 None | Some(EntryKind::Dir) => {}
                 Some(EntryKind::Whiteout) => {
-                    self.map.remove(&(anc.to_string(), NORMAL));
+                    self.clear(anc, false);
                     self.mark_opaque(anc, &s.step);
                 }
-                Some(_) => {
-                    self.map.remove(&(anc.to_string(), NORMAL));
-                }
+                Some(_) => self.clear(anc, false),
             }
         }
         let is_dir = matches!(s.entry.kind, EntryKind::Dir);
         match self.kind_at(&path) {
             Some(EntryKind::Dir) if !is_dir => {
                 self.remove_below(&path);
-                self.map.remove(&(path.clone(), OPAQUE));
+                self.clear(&path, true);
             }
             Some(EntryKind::Whiteout) if is_dir => self.mark_opaque(&path, &s.step),
             _ => {}
         }
-        self.map.insert((path, NORMAL), s);
+        self.slots_owned(path).normal = Some(s);
     }
 
     fn finish(mut self, l: &LoadedRecipe, sde: u64) -> Result<Vec<Entry>, RecipeError> {
-        // Directories for opaque markers and every missing parent.
+        // Directories for opaque markers and every missing parent. Paths come in order, so
+        // a path with the same parent as the one before it has nothing new to check.
         let mut missing = Vec::new();
-        for ((path, slot), s) in &self.map {
-            if *slot == OPAQUE && self.kind_at(path).is_none() {
-                missing.push((path.clone(), s.step.clone()));
+        let mut last_parent: Option<&str> = None;
+        for (path, slots) in &self.map {
+            if let Some(s) = &slots.opaque {
+                if slots.normal.is_none() {
+                    missing.push((path.clone(), s.step.clone()));
+                }
             }
+            let Some(step) = slots
+                .normal
+                .as_ref()
+                .or(slots.opaque.as_ref())
+                .map(|s| &s.step)
+            else {
+                continue;
+            };
+            let parent = path.rfind('/').map(|i| &path[..i]);
+            if parent.is_none() || parent == last_parent {
+                continue;
+            }
+            last_parent = parent;
             let mut anc = path.as_str();
             while let Some(i) = anc.rfind('/') {
                 anc = &path[..i];
                 if self.kind_at(anc).is_none() {
-                    missing.push((anc.to_string(), s.step.clone()));
+                    missing.push((anc.to_string(), step.clone()));
                 }
             }
         }
         for (path, step) in missing {
-            self.map
-                .entry((path.clone(), NORMAL))
-                .or_insert_with(|| Staged {
+            let slots = self.slots(&path);
+            if slots.normal.is_none() {
+                slots.normal = Some(Staged {
                     entry: Entry::new(path, EntryKind::Dir, DIR_MODE),
                     inode: None,
                     step,
                     pending: None,
                 });
+            }
         }
 
         // Copied files sharing an inode (and all header fields) become hard links to the
         // bytewise-first path; iteration order is path order.
         let mut first: HashMap<LinkKey, String> = HashMap::new();
-        for ((path, _), s) in self.map.iter_mut() {
+        for (path, slots) in self.map.iter_mut() {
+            let Some(s) = slots.normal.as_mut() else {
+                continue;
+            };
             let Some(inode) = s.inode else { continue };
             let e = &s.entry;
             let key = (
@@ -786,7 +862,7 @@ impl LayerTree {
         }
 
         let mut out = Vec::with_capacity(self.map.len());
-        for ((_, _), s) in &self.map {
+        for s in self.map.values().filter_map(|s| s.normal.as_ref()) {
             if let EntryKind::Hardlink { target } = &s.entry.kind {
                 if !matches!(self.kind_at(target), Some(EntryKind::File { .. })) {
                     return Err(l.error_at(
@@ -797,9 +873,11 @@ impl LayerTree {
                 }
             }
         }
-        for (_, mut s) in self.map {
-            s.entry.mtime = sde;
-            out.push(s.entry);
+        for slots in self.map.into_values() {
+            for mut s in [slots.normal, slots.opaque].into_iter().flatten() {
+                s.entry.mtime = sde;
+                out.push(s.entry);
+            }
         }
         Ok(out)
     }

@@ -5,9 +5,11 @@
 
 mod statcache;
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -76,7 +78,12 @@ pub struct Store {
     /// Where blobs are written before they are renamed into place: `tmp/` in the cache,
     /// the layout's own root for an OCI layout (readers ignore stray files there).
     tmp: PathBuf,
+    /// Blobs this process wrote here (hashed while written), with their sizes.
+    written: Written,
 }
+
+/// Digest → size of the blobs a store handle (and its clones) committed.
+type Written = Arc<Mutex<HashMap<String, u64>>>;
 
 impl Store {
     /// Opens (creating if needed) a store at `root`.
@@ -88,6 +95,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             tmp: root.join("tmp"),
+            written: Written::default(),
         })
     }
 
@@ -99,6 +107,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             tmp: root.to_path_buf(),
+            written: Written::default(),
         })
     }
 
@@ -127,6 +136,7 @@ impl Store {
         Ok(BlobWriter {
             inner: HashingWriter::new(io::BufWriter::new(self.temp_file()?)),
             blobs: self.root.join("blobs/sha256"),
+            written: self.written.clone(),
         })
     }
 
@@ -164,15 +174,51 @@ impl Store {
         Ok(buf)
     }
 
-    /// Copies a blob from another store (an OCI layout, say), verifying it on the way.
+    /// Copies a blob from another store (an OCI layout, say), verifying it on the way. A
+    /// blob that `from` wrote in this process was hashed as it was written: it is copied
+    /// by the kernel (`copy_file_range`) and checked by size instead of hashed again.
     pub fn import_blob(&self, from: &Store, digest: &str) -> Result<()> {
         if self.has_blob(digest) {
             return Ok(());
+        }
+        let fresh = from
+            .written
+            .lock()
+            .ok()
+            .and_then(|w| w.get(digest).copied());
+        if let Some(size) = fresh {
+            return self.copy_fresh_blob(from, digest, size);
         }
         let mut r = from.open_blob(digest)?;
         let mut w = self.blob_writer()?;
         io::copy(&mut r, &mut w).map_err(|e| verify_or_io(e, digest, from.root()))?;
         w.commit(Some(digest))?;
+        Ok(())
+    }
+
+    fn copy_fresh_blob(&self, from: &Store, digest: &str, size: u64) -> Result<()> {
+        let src = from.blob_path(digest)?;
+        let mut f = File::open(&src).map_err(io_err(&src))?;
+        let mut tmp = self.temp_file()?;
+        let n = io::copy(&mut f, tmp.as_file_mut()).map_err(io_err(&src))?;
+        if n != size {
+            return Err(StoreError::Io {
+                path: src,
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("blob {digest} was written with {size} bytes, it now has {n}"),
+                ),
+            });
+        }
+        tmp.as_file().sync_all().map_err(io_err(&self.tmp))?;
+        let dest = self.blob_path(digest)?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(digest.to_string(), size);
+        }
         Ok(())
     }
 
@@ -291,8 +337,9 @@ impl Store {
             let _ = fs::remove_file(e.path());
         }
         if older_than.is_none() {
-            let sc = self.root.join(statcache::FILE_NAME);
-            let _ = fs::remove_file(sc);
+            for name in [statcache::FILE_NAME, statcache::LEGACY_FILE_NAME] {
+                let _ = fs::remove_file(self.root.join(name));
+            }
         }
         Ok(report)
     }
@@ -357,13 +404,14 @@ fn verify_or_io(e: io::Error, digest: &str, root: &Path) -> StoreError {
 pub struct BlobWriter {
     inner: HashingWriter<io::BufWriter<tempfile::NamedTempFile>>,
     blobs: PathBuf,
+    written: Written,
 }
 
 impl BlobWriter {
     /// Finishes the blob. With `expected`, a different digest is an error and nothing is
     /// published. Returns `sha256:<hex>`.
     pub fn commit(self, expected: Option<&str>) -> Result<String> {
-        let (buf, hex, _) = self.inner.finish();
+        let (buf, hex, size) = self.inner.finish();
         let digest = format!("sha256:{hex}");
         if let Some(exp) = expected {
             if exp != digest {
@@ -384,6 +432,9 @@ impl BlobWriter {
             path: dest.clone(),
             source: e.error,
         })?;
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(digest.clone(), size);
+        }
         Ok(digest)
     }
 }
@@ -520,5 +571,37 @@ mod tests {
         let r = s.gc(None).expect("gc all");
         assert_eq!((r.entries, r.blobs), (1, 1));
         assert!(s.cached_layer("k").is_none());
+    }
+
+    #[test]
+    fn import_copies_fresh_blobs_by_size_and_verifies_the_rest() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = Store::open(&dir.path().join("cache")).expect("open");
+        let data = vec![7u8; 200_000];
+        let d = cache.put_bytes(&data).expect("put");
+
+        // Written by this handle: copied without hashing, same bytes.
+        let out = Store::for_layout(&dir.path().join("out")).expect("layout");
+        out.import_blob(&cache, &d).expect("import");
+        assert_eq!(out.read_blob(&d).expect("read"), data);
+
+        // Truncated after it was written: the size check refuses it.
+        let out2 = Store::for_layout(&dir.path().join("out2")).expect("layout");
+        fs::write(cache.blob_path(&d).expect("path"), &data[..1000]).expect("truncate");
+        assert!(out2.import_blob(&cache, &d).is_err());
+        assert!(!out2.has_blob(&d));
+
+        // A blob from an earlier process (another handle) is hashed on the way: a corrupt
+        // one, of the right size even, is refused.
+        let mut bad = data.clone();
+        bad[100] = 8;
+        fs::write(cache.blob_path(&d).expect("path"), &bad).expect("corrupt");
+        let earlier = Store::open(&dir.path().join("cache")).expect("open");
+        let out3 = Store::for_layout(&dir.path().join("out3")).expect("layout");
+        assert!(matches!(
+            out3.import_blob(&earlier, &d),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(!out3.has_blob(&d));
     }
 }
