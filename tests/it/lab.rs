@@ -436,6 +436,12 @@ fn backend_checks(engine: &TestEngine) {
         .filter(|r| r.kind == ResourceKind::Container)
         .collect();
     assert_eq!(containers.len(), 2, "{found:?}");
+    // `lab gc` lists by the label's key alone.
+    let all = b.list(LABEL_LAB).expect("list by key");
+    assert!(
+        found.iter().all(|r| all.iter().any(|a| a.name == r.name)),
+        "{all:?}"
+    );
     assert!(containers.iter().all(|c| c.running));
     assert!(found
         .iter()
