@@ -148,9 +148,15 @@ impl Backend for FakeBackend {
     fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
         self.with(|s| {
             s.calls.push(format!("network+ {name}"));
+            // As an engine does: a name is taken once.
+            if s.networks.contains_key(name) {
+                return Err(BackendError::Other(format!(
+                    "network {name} exists already"
+                )));
+            }
             s.networks.insert(name.into(), labels.clone());
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {

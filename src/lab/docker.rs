@@ -187,7 +187,13 @@ impl Backend for DockerBackend {
             "Labels": labels,
         });
         let r = self.json("POST", "/networks/create", &body)?;
-        if r.status == 409 {
+        // Docker answers a duplicate name with 409, Podman with 500 ("network already
+        // exists"): whatever the status, a failed create of a network that exists is that.
+        let exists = || {
+            self.empty("GET", &format!("/networks/{}", enc(name)))
+                .is_ok_and(|r| r.status == 200)
+        };
+        if r.status == 409 || (!(200..300).contains(&r.status) && exists()) {
             return Err(BackendError::Other(format!(
                 "network {name} exists already: {}\n  hint: a lab of this name is up; run `strata lab down` for it (or `strata lab gc`)",
                 r.message()

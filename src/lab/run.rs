@@ -44,12 +44,15 @@ fn check_interrupted() -> Result<(), LabError> {
 }
 
 /// Starts the lab. On any failure, removes everything it created and returns the error.
+/// The network comes first: when it cannot be made (a lab of this name is up already),
+/// nothing was created and nothing is removed, so a running lab is left alone.
 pub fn up(
     b: &dyn Backend,
     plan: &LabPlan,
     concurrency: usize,
     start_timeout: Duration,
 ) -> Result<(), LabError> {
+    b.create_network(&plan.network, &plan.labels)?;
     let r = up_inner(b, plan, concurrency, start_timeout);
     if r.is_err() {
         let _ = down(b, &plan.lab);
@@ -63,7 +66,6 @@ fn up_inner(
     concurrency: usize,
     start_timeout: Duration,
 ) -> Result<(), LabError> {
-    b.create_network(&plan.network, &plan.labels)?;
     for v in &plan.volumes {
         b.create_volume(v, &plan.labels)?;
     }
@@ -275,6 +277,24 @@ mod tests {
             .map(|i| (i.clone(), serde_json::Value::Bool(true)))
             .collect();
         serde_json::Value::Object(m).to_string()
+    }
+
+    #[test]
+    fn up_of_a_lab_that_is_up_fails_and_leaves_it_running() {
+        let p = lab_plan(3);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        up(&b, &p, 2, Duration::from_secs(5)).expect("up");
+        let err = up(&b, &p, 2, Duration::from_secs(5)).expect_err("second up");
+        assert!(err.to_string().contains("exists already"), "{err}");
+        let s = b.state.lock().expect("lock");
+        assert_eq!(s.containers.len(), 4, "the running lab is kept");
+        assert!(s.containers.values().all(|c| c.1), "all still running");
+        assert!(s.networks.contains_key(&p.network));
     }
 
     #[test]

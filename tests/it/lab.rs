@@ -1,16 +1,18 @@
-//! The lab on the real Docker engine. The backend and teardown tests use a small image that
-//! strata builds from the host's static busybox (`.ci/run` installs busybox-static), whose
-//! `salt-master`/`salt-minion` are stand-ins that only sleep: they test containers,
+//! The lab on the real Docker engine, and on Podman's Docker-compatible API (a private
+//! `podman system service` that the test starts). The backend and teardown tests use a small
+//! image that strata builds from the host's static busybox (`.ci/run` installs
+//! busybox-static), whose `salt-master`/`salt-minion` are stand-ins: they test containers,
 //! networks, files, exec, labels and cleanup, not Salt. The Salt runs themselves are in
 //! `lab_salt.rs`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use strata::docker::{Engine, RequestBody};
 use strata::lab::backend::{
     Backend, Bind, ContainerSpec, FileSpec, ResourceKind, VolumeMount, LABEL_LAB, LABEL_ROLE,
 };
@@ -21,29 +23,221 @@ use crate::{require, run, run_ok, stderr, Sandbox};
 /// Lab tests run one at a time: `lab gc` removes every lab on the engine.
 pub static LAB_LOCK: Mutex<()> = Mutex::new(());
 
-/// Removes an image tag on drop.
-struct ImageTag(String);
+/// An engine the lab tests run against: what strata gets as `DOCKER_HOST`, and the backend
+/// on it.
+pub struct TestEngine {
+    pub docker_host: String,
+    pub backend: DockerBackend,
+}
 
-impl Drop for ImageTag {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+impl TestEngine {
+    /// The Docker engine (`DOCKER_HOST`, else the default socket).
+    pub fn docker() -> TestEngine {
+        let backend = DockerBackend::from_env().expect("the Docker engine answers");
+        TestEngine {
+            docker_host: format!("unix://{}", backend.engine.socket.display()),
+            backend,
+        }
+    }
+
+    /// `strata` in `sb`, talking to this engine.
+    pub fn strata(&self, sb: &Sandbox) -> Command {
+        let mut c = sb.strata();
+        c.env("DOCKER_HOST", &self.docker_host);
+        c
     }
 }
 
-/// Removes every container and network of `lab` on drop, even when the test fails.
-struct LabGuard(String);
+/// Removes an image tag on drop, through the engine's API.
+struct ImageTag(Engine, String);
+
+impl Drop for ImageTag {
+    fn drop(&mut self) {
+        let _ = self.0.request(
+            "DELETE",
+            &format!("/images/{}?force=1", self.1),
+            RequestBody::Empty,
+        );
+    }
+}
+
+/// Removes every container, network and volume of `lab` on drop, even when the test fails.
+struct LabGuard(Option<DockerBackend>, String);
+
+impl LabGuard {
+    fn docker(lab: &str) -> LabGuard {
+        LabGuard(DockerBackend::from_env().ok(), lab.to_string())
+    }
+
+    fn on(engine: &TestEngine, lab: &str) -> LabGuard {
+        LabGuard(Some(engine.backend.clone()), lab.to_string())
+    }
+}
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        if let Ok(b) = DockerBackend::from_env() {
-            let _ = strata::lab::run::down(&b, &self.0);
+        if let Some(b) = &self.0 {
+            let _ = strata::lab::run::down(b, &self.1);
         }
     }
 }
 
+/// A private Podman service on a socket in a temp dir, with its own storage (vfs), run
+/// directory, network configs and namespaces, so nothing touches the Docker engine or
+/// another Podman. On drop the containers it made are removed, the service is killed by its
+/// PID and the directory removed.
+pub struct PodmanService {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// The hard limit `name` (a line of /proc/self/limits, e.g. "Max open files") of this
+/// process, which the service inherits.
+fn hard_limit(name: &str) -> u64 {
+    let limits = fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} in /proc/self/limits"));
+    let hard = line[name.len()..].split_whitespace().nth(1).unwrap_or("");
+    hard.parse().unwrap_or(u64::MAX)
+}
+
+impl PodmanService {
+    pub fn start() -> PodmanService {
+        // Init: true runs the engine's init; Podman's is catatonit.
+        assert!(
+            Path::new("/usr/libexec/podman/catatonit").exists(),
+            "/usr/libexec/podman/catatonit is required by Podman for Init: true (apt-get install catatonit, or run .ci/run)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("strata-podman-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        // Rootful Podman raises a container's RLIMIT_NOFILE and RLIMIT_NPROC (to 1048576 and
+        // more) unless told otherwise; without CAP_SYS_RESOURCE (an unprivileged sandbox, a
+        // CI container) that fails with "error setting rlimit type 7: operation not
+        // permitted". `default_ulimits` within the service's own hard limits avoids it.
+        // The other settings keep the service's run state and network configs in `dir`.
+        let nofile = hard_limit("Max open files").min(1 << 20);
+        let nproc = hard_limit("Max processes").min(4096);
+        fs::write(
+            d.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+                 [engine]\ntmp_dir = \"{tmp}\"\nevents_logger = \"file\"\n\
+                 [network]\nnetwork_config_dir = \"{net}\"\n",
+                tmp = d.join("tmp").display(),
+                net = d.join("networks").display(),
+            ),
+        )
+        .expect("write containers.conf");
+        let log = fs::File::create(d.join("service.log")).expect("log");
+        // In network, mount and PID namespaces of its own: `unshare` forks sh, which execs
+        // podman as the namespace's PID 1, killed when `unshare` (the child we keep) dies,
+        // and with it every process it started (conmon, containers, aardvark-dns).
+        // Its bridges and firewall rules stay out of the host's: on a host where Docker
+        // runs, Docker's iptables FORWARD policy DROP (bridged traffic passes iptables) would
+        // drop the traffic between containers of a Podman `internal` network, for which
+        // netavark adds no accept rule. And tmpfs on /run/containers and /run/netns hold
+        // netavark's run state (IPAM, aardvark-dns) and the containers' network namespaces,
+        // which rootful Podman 4.3 keeps there whatever its storage: shared, the aardvark-dns
+        // of one service (in its own network namespace) would answer for all.
+        let mut svc = Command::new("unshare");
+        svc.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .args(["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"])
+            .args(["--", "sh", "-c"])
+            .arg("for d in /run/containers /run/netns; do mkdir -p $d && mount -t tmpfs -o mode=0755 strata-podman $d || exit 1; done; exec \"$@\"")
+            .args(["sh", "podman", "--storage-driver", "vfs", "--root"])
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(["system", "service", "--time", "0"])
+            .arg(format!("unix://{}", d.join("podman.sock").display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let child = svc.spawn().expect("spawn podman system service");
+        let mut p = PodmanService { dir, child };
+        let engine = p.engine();
+        let t0 = Instant::now();
+        loop {
+            let r = engine
+                .backend
+                .engine
+                .request("GET", "/v1.41/version", RequestBody::Empty);
+            if matches!(&r, Ok(r) if r.status == 200) {
+                return p;
+            }
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!("podman system service ended ({st}):\n{}", p.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "podman system service did not answer in 60 s: {r:?}\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    pub fn engine(&self) -> TestEngine {
+        let socket = self.dir.path().join("podman.sock");
+        TestEngine {
+            docker_host: format!("unix://{}", socket.display()),
+            backend: DockerBackend {
+                engine: Engine { socket },
+            },
+        }
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        // What a failed test left, through the service (it runs in its own network
+        // namespace): containers first (they hold mounts under `dir`), then networks.
+        let e = self.engine().backend.engine;
+        if let Ok(v) = e.get_json("/containers/json?all=1") {
+            for c in v.as_array().into_iter().flatten() {
+                if let Some(id) = c["Id"].as_str() {
+                    let _ = e.request(
+                        "DELETE",
+                        &format!("/containers/{id}?force=true&v=true"),
+                        RequestBody::Empty,
+                    );
+                }
+            }
+        }
+        if let Ok(v) = e.get_json("/networks") {
+            for n in v.as_array().into_iter().flatten() {
+                match n["Name"].as_str() {
+                    Some(name) if name != "podman" => {
+                        let _ =
+                            e.request("DELETE", &format!("/networks/{name}"), RequestBody::Empty);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // SIGKILL to `unshare`: the service, PID 1 of its namespace, gets SIGKILL too
+        // (--kill-child), and with it whatever is left in the namespace.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A recipe in `sb` for an image with the host's static busybox as /bin/sh & co., and
-/// `salt-master`/`salt-minion`/`salt` scripts that sleep (or fail, for `salt`).
-fn busybox_recipe(sb: &Sandbox) -> std::path::PathBuf {
+/// `salt-master`/`salt-minion` stand-ins that sleep. With `answering`, the stand-in minion
+/// first reaches the master by its alias `salt` on the lab network, then leaves its id in
+/// the image's shared volume, and a stand-in `salt` in the master answers `test.ping` (as
+/// `salt --out=json … -L ID,ID test.ping` prints it) for the minions that did; without it
+/// there is no `salt` and no minion ever answers.
+fn busybox_recipe(sb: &Sandbox, answering: bool) -> PathBuf {
     let dir = sb.path("bb");
     fs::create_dir_all(&dir).expect("mkdir");
     fs::copy("/bin/busybox", dir.join("busybox")).expect("copy /bin/busybox (busybox-static)");
@@ -52,19 +246,39 @@ fn busybox_recipe(sb: &Sandbox) -> std::path::PathBuf {
         "#!/bin/sh\necho started \"$0\"\nexec sleep 3600\n",
     )
     .expect("write");
+    let up = "/var/cache/strata-lab/pycache/up";
+    fs::write(
+        dir.join("minion"),
+        format!("#!/bin/sh\necho started \"$0\"\nuntil ping -c 1 -W 1 salt >/dev/null 2>&1; do sleep 0.2; done\nmkdir -p {up} && hostname > {up}/$(hostname)\nexec sleep 3600\n"),
+    )
+    .expect("write");
+    fs::write(
+        dir.join("salt"),
+        format!("#!/bin/sh\nwhile [ \"$1\" != -L ]; do shift; done\nsep='{{'\nfor id in $(echo \"$2\" | tr , ' '); do\n  if [ -f {up}/$id ]; then printf '%s\"%s\": true' \"$sep\" \"$id\"; sep=', '; fi\ndone\n[ \"$sep\" = '{{' ] && printf '{{'\necho '}}'\n"),
+    )
+    .expect("write");
     let mut links = String::new();
     for applet in [
-        "sh", "sleep", "cat", "echo", "stat", "touch", "ping", "ls", "hostname", "id",
+        "sh", "sleep", "cat", "echo", "stat", "touch", "ping", "ls", "hostname", "id", "tr",
+        "mkdir",
     ] {
         links.push_str(&format!(
             "      - symlink: {{path: /bin/{applet}, target: busybox}}\n"
         ));
     }
+    let (minion, salt) = if answering {
+        (
+            "minion",
+            "      - copy: {src: salt, dest: /usr/bin/salt, mode: \"0755\"}\n",
+        )
+    } else {
+        ("sleeper", "")
+    };
     let recipe = dir.join("busybox.yaml");
     fs::write(
         &recipe,
         format!(
-            "name: bb\nlayers:\n  - name: bin\n    steps:\n      - copy: {{src: busybox, dest: /bin/busybox, mode: \"0755\"}}\n{links}      - copy: {{src: sleeper, dest: /usr/bin/salt-master, mode: \"0755\"}}\n      - copy: {{src: sleeper, dest: /usr/bin/salt-minion, mode: \"0755\"}}\n      - dir: {{path: /tmp, mode: \"1777\"}}\nconfig:\n  env: {{PATH: /usr/bin:/bin}}\n  cmd: [/bin/sh]\n"
+            "name: bb\nlayers:\n  - name: bin\n    steps:\n      - copy: {{src: busybox, dest: /bin/busybox, mode: \"0755\"}}\n{links}      - copy: {{src: sleeper, dest: /usr/bin/salt-master, mode: \"0755\"}}\n      - copy: {{src: {minion}, dest: /usr/bin/salt-minion, mode: \"0755\"}}\n{salt}      - dir: {{path: /tmp, mode: \"1777\"}}\nconfig:\n  env: {{PATH: /usr/bin:/bin}}\n  cmd: [/bin/sh]\n"
         ),
     )
     .expect("write recipe");
@@ -88,16 +302,46 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
         return;
     }
     let _serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    backend_checks(&TestEngine::docker());
+}
+
+fn podman_ok() -> bool {
+    docker_ok() && require("podman")
+}
+
+#[test]
+fn podman_backend_runs_labelled_containers_on_an_internal_network() {
+    if !podman_ok() {
+        return;
+    }
+    let podman = PodmanService::start();
+    backend_checks(&podman.engine());
+}
+
+/// The backend on `engine`: an internal network, a volume, labelled containers with an init,
+/// files put in before start, a read-only bind, exec with exit codes and stderr apart, logs,
+/// listing by label, and removal.
+fn backend_checks(engine: &TestEngine) {
     let sb = Sandbox::new();
-    let recipe = busybox_recipe(&sb);
+    let recipe = busybox_recipe(&sb, false);
     let out = sb.path("out/bb");
     sb.build(&recipe, &out, &[]);
-    let tag = ImageTag(format!("strata-it/lab-bb:{}", std::process::id()));
-    run_ok(sb.strata().arg("load").arg(&out).arg("--tag").arg(&tag.0));
+    let tag = ImageTag(
+        engine.backend.engine.clone(),
+        format!("strata-it/lab-bb:{}", std::process::id()),
+    );
+    run_ok(
+        engine
+            .strata(&sb)
+            .arg("load")
+            .arg(&out)
+            .arg("--tag")
+            .arg(&tag.1),
+    );
 
     let lab = format!("it-backend-{}", std::process::id());
-    let _guard = LabGuard(lab.clone());
-    let b = DockerBackend::from_env().expect("engine");
+    let _guard = LabGuard::on(engine, &lab);
+    let b = &engine.backend;
     let labels = BTreeMap::from([(LABEL_LAB.to_string(), lab.clone())]);
     let net = format!("strata-lab-{lab}");
     b.create_network(&net, &labels).expect("network");
@@ -109,7 +353,7 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     let spec = |who: &str, aliases: Vec<String>| ContainerSpec {
         name: format!("strata-lab-{lab}-{who}"),
         hostname: who.to_string(),
-        image: tag.0.clone(),
+        image: tag.1.clone(),
         network: net.clone(),
         aliases,
         labels: {
@@ -192,6 +436,12 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
         .filter(|r| r.kind == ResourceKind::Container)
         .collect();
     assert_eq!(containers.len(), 2, "{found:?}");
+    // `lab gc` lists by the label's key alone.
+    let all = b.list(LABEL_LAB).expect("list by key");
+    assert!(
+        found.iter().all(|r| all.iter().any(|a| a.name == r.name)),
+        "{all:?}"
+    );
     assert!(containers.iter().all(|c| c.running));
     assert!(found
         .iter()
@@ -199,32 +449,36 @@ fn docker_backend_runs_labelled_containers_on_an_internal_network() {
     assert!(found
         .iter()
         .any(|r| r.kind == ResourceKind::Volume && r.name == volume));
-    let o =
-        run_ok(Command::new("docker").args(["network", "inspect", "-f", "{{.Internal}}", &net]));
-    assert_eq!(crate::stdout(&o).trim(), "true");
+    let inspected = b
+        .engine
+        .get_json(&format!("/networks/{net}"))
+        .expect("network inspect");
+    assert_eq!(inspected["Internal"], true, "{inspected}");
     // A second lab of the same name is refused, naming the fix.
     let e = b.create_network(&net, &labels).expect_err("duplicate");
     assert!(e.to_string().contains("strata lab down"), "{e}");
     // Down removes everything; again, nothing.
-    assert_eq!(strata::lab::run::down(&b, &lab).expect("down"), 4);
-    assert_eq!(strata::lab::run::down(&b, &lab).expect("down again"), 0);
+    assert_eq!(strata::lab::run::down(b, &lab).expect("down"), 4);
+    assert_eq!(strata::lab::run::down(b, &lab).expect("down again"), 0);
     assert!(b
         .list(&format!("{LABEL_LAB}={lab}"))
         .expect("list")
         .is_empty());
 }
 
-/// A lab of busybox stand-ins: containers start, but no minion ever answers a ping.
-fn stand_in_lab(sb: &Sandbox, name: &str, count: usize) -> std::path::PathBuf {
-    let recipe = busybox_recipe(sb);
+/// A lab of busybox stand-ins: containers start, but no minion ever answers a ping unless
+/// `answering` (see [`busybox_recipe`]).
+fn stand_in_lab(sb: &Sandbox, name: &str, count: usize, answering: bool) -> PathBuf {
+    let recipe = busybox_recipe(sb, answering);
     let dir = sb.path(name);
     fs::create_dir_all(dir.join("salt")).expect("mkdir");
     fs::create_dir_all(dir.join("pillar")).expect("mkdir");
     fs::write(
         dir.join("lab.yaml"),
         format!(
-            "name: {name}\nimages:\n  bb: {}\nmaster: {{image: bb}}\nminions:\n  - {{id: \"m{{n}}\", count: {count}, image: bb}}\ntimeouts: {{start: 600}}\nstart_concurrency: 2\n",
-            recipe.display()
+            "name: {name}\nimages:\n  bb: {}\nmaster: {{image: bb}}\nminions:\n  - {{id: \"m{{n}}\", count: {count}, image: bb}}\ntimeouts: {{start: {start}}}\nstart_concurrency: 2\n",
+            recipe.display(),
+            start = if answering { 60 } else { 600 },
         ),
     )
     .expect("write lab");
@@ -291,8 +545,8 @@ fn lab_gc_removes_what_a_killed_lab_up_left() {
     let _serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let sb = Sandbox::new();
     let lab = format!("it-kill-{}", std::process::id());
-    let _guard = LabGuard(lab.clone());
-    let dir = stand_in_lab(&sb, &lab, 4);
+    let _guard = LabGuard::docker(&lab);
+    let dir = stand_in_lab(&sb, &lab, 4, false);
     let mut child = up_until_containers(&sb, &dir, &lab, 3);
     // SIGKILL: no handler runs, the lab is orphaned.
     child.kill().expect("kill");
@@ -324,8 +578,8 @@ fn sigterm_during_lab_up_tears_the_lab_down() {
     let _serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let sb = Sandbox::new();
     let lab = format!("it-term-{}", std::process::id());
-    let _guard = LabGuard(lab.clone());
-    let dir = stand_in_lab(&sb, &lab, 3);
+    let _guard = LabGuard::docker(&lab);
+    let dir = stand_in_lab(&sb, &lab, 3, false);
     let child = up_until_containers(&sb, &dir, &lab, 4);
     let st = run(Command::new("kill")
         .arg("-TERM")
@@ -345,4 +599,86 @@ fn sigterm_during_lab_up_tears_the_lab_down() {
     let _ = Command::new("docker")
         .args(["rmi", "-f", &format!("strata-lab/{lab}-bb:latest")])
         .output();
+}
+
+#[test]
+fn lab_up_status_exec_down_of_stand_ins_on_docker() {
+    if !docker_ok() {
+        return;
+    }
+    let _serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    lab_up_down_checks(&TestEngine::docker());
+}
+
+#[test]
+fn lab_up_status_exec_down_of_stand_ins_on_podman() {
+    if !podman_ok() {
+        return;
+    }
+    let podman = PodmanService::start();
+    lab_up_down_checks(&podman.engine());
+}
+
+/// `strata lab up|status|exec|down` through `DOCKER_HOST` on `engine`, with stand-ins that
+/// answer `test.ping` once they reached the master by its alias.
+fn lab_up_down_checks(engine: &TestEngine) {
+    let sb = Sandbox::new();
+    let lab = format!("it-up-{}", std::process::id());
+    let _guard = LabGuard::on(engine, &lab);
+    let image = ImageTag(
+        engine.backend.engine.clone(),
+        format!("strata-lab/{lab}-bb:latest"),
+    );
+    let dir = stand_in_lab(&sb, &lab, 2, true);
+    let o = run_ok(engine.strata(&sb).args(["lab", "up"]).arg(&dir));
+    assert!(stderr(&o).contains("2 minions"), "{}", stderr(&o));
+    let o = run_ok(engine.strata(&sb).args(["lab", "status"]).arg(&dir));
+    let status = crate::stdout(&o);
+    for who in ["master", "m1", "m2"] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("strata-lab-{lab}-{who} ")))
+            .unwrap_or_else(|| panic!("no {who} in\n{status}"));
+        assert!(line.ends_with(" running"), "{line}");
+    }
+    assert!(
+        status.contains(&format!("network strata-lab-{lab}\n")),
+        "{status}"
+    );
+    // The config strata put into the minion before it started.
+    let o = run_ok(engine.strata(&sb).args(["lab", "exec"]).arg(&dir).args([
+        "m2",
+        "--",
+        "cat",
+        "/etc/salt/minion.d/strata.conf",
+    ]));
+    assert!(
+        crate::stdout(&o).contains("id: m2"),
+        "{}",
+        crate::stdout(&o)
+    );
+    let o = run(engine
+        .strata(&sb)
+        .args(["lab", "exec"])
+        .arg(&dir)
+        .args(["m1", "--", "sh", "-c", "exit 5"]));
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    run_ok(engine.strata(&sb).args(["lab", "down"]).arg(&dir));
+    assert!(engine
+        .backend
+        .list(&format!("{LABEL_LAB}={lab}"))
+        .expect("list")
+        .is_empty());
+    let o = run_ok(engine.strata(&sb).args(["lab", "status"]).arg(&dir));
+    assert!(
+        crate::stdout(&o).contains("is down"),
+        "{}",
+        crate::stdout(&o)
+    );
+    run_ok(engine.strata(&sb).args(["lab", "down"]).arg(&dir));
+    // Up again: the engine has the image already (its id is the config's digest).
+    let o = run_ok(engine.strata(&sb).args(["lab", "up"]).arg(&dir));
+    assert!(stderr(&o).contains("(loaded already)"), "{}", stderr(&o));
+    run_ok(engine.strata(&sb).args(["lab", "down"]).arg(&dir));
+    drop(image);
 }
