@@ -271,6 +271,17 @@ mod tests {
         plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan")
     }
 
+    /// A fake engine whose master answers `test.ping` for `ids`.
+    fn answering(p: &LabPlan, ids: &[String]) -> FakeBackend {
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(ids)));
+        b
+    }
+
     fn pings(ids: &[String]) -> String {
         let m: serde_json::Map<String, serde_json::Value> = ids
             .iter()
@@ -282,12 +293,7 @@ mod tests {
     #[test]
     fn up_of_a_lab_that_is_up_fails_and_leaves_it_running() {
         let p = lab_plan(3);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        let b = answering(&p, &p.minion_ids);
         up(&b, &p, 2, Duration::from_secs(5)).expect("up");
         let err = up(&b, &p, 2, Duration::from_secs(5)).expect_err("second up");
         assert!(err.to_string().contains("exists already"), "{err}");
@@ -300,12 +306,7 @@ mod tests {
     #[test]
     fn up_starts_everything_under_the_bound_and_down_removes_it() {
         let p = lab_plan(20);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        let b = answering(&p, &p.minion_ids);
         up(&b, &p, 4, Duration::from_secs(5)).expect("up");
         {
             let s = b.state.lock().expect("lock");
@@ -355,12 +356,7 @@ mod tests {
             ["strata-lab-t-pycache-m", "strata-lab-t-pycache-n"]
         );
         assert_eq!(p.warm, ["strata-lab-t-master", "strata-lab-t-b1"]);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        let b = answering(&p, &p.minion_ids);
         up(&b, &p, 4, Duration::from_secs(5)).expect("up");
         let calls = b.state.lock().expect("lock").calls.clone();
         let at = |prefix: &str| {
@@ -396,12 +392,7 @@ mod tests {
     #[test]
     fn each_ping_round_asks_only_the_minions_still_missing() {
         let p = lab_plan(3);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
+        let b = answering(&p, &p.minion_ids[..2]);
         up(&b, &p, 2, PING_INTERVAL + Duration::from_millis(500)).expect_err("times out");
         let calls = b.state.lock().expect("lock").calls.clone();
         let pings: Vec<&String> = calls.iter().filter(|c| c.ends_with("test.ping")).collect();
@@ -453,12 +444,7 @@ mod tests {
     #[test]
     fn apply_parses_salt_and_names_the_run() {
         let p = lab_plan(2);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+        let b = answering(&p, &p.minion_ids);
         up(&b, &p, 2, Duration::from_secs(5)).expect("up");
         let answer = r#"{"w1": {"test_|-a_|-a_|-succeed_without_changes": {"result": true, "changes": {}, "comment": "ok", "__run_num__": 0}}}"#;
         b.state
