@@ -239,6 +239,10 @@ pub fn plan(
         let mut conf = Mapping::new();
         conf.insert("master".into(), MASTER_ALIAS.into());
         conf.insert("id".into(), m.id.clone().into());
+        // Salt's default syncs every custom module type from the master at the start of
+        // each state run, then reloads every module: a quarter of a minion's highstate.
+        // strata syncs them itself when the file roots have any (see [`custom_module_dirs`]).
+        conf.insert("autoload_dynamic_modules".into(), false.into());
         let conf = merged(conf, &m.config);
         let grains: Mapping = m
             .grains
@@ -308,6 +312,31 @@ pub fn plan(
     })
 }
 
+/// The custom module directories (`_modules`, `_states`, `_grains`, … : any top-level
+/// directory whose name starts with `_`) in the lab's file roots as they are now on the
+/// host. When there are any, `apply` syncs them to the minions before each state run,
+/// which Salt would do itself with `autoload_dynamic_modules` on.
+pub fn custom_module_dirs(p: &LabPlan) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for b in &p.master.binds {
+        if !b.container.starts_with(SALT_TREE_DIR) {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(&b.host) else {
+            continue;
+        };
+        let mut here: Vec<std::path::PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with('_'))
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
+        here.sort();
+        found.extend(here);
+    }
+    found
+}
+
 fn pycache_env() -> String {
     format!("PYTHONPYCACHEPREFIX={PYCACHE_DIR}")
 }
@@ -335,6 +364,22 @@ mod tests {
     use super::*;
     use crate::lab::spec::parse_str;
     use std::path::Path;
+
+    #[test]
+    fn a_lab_file_can_turn_salts_module_autoload_back_on() {
+        let lab = parse_str(
+            "name: t\nimages: {m: m.yaml}\nmaster: {image: m}\nminions:\n  - {id: w1, image: m, config: {autoload_dynamic_modules: true}}\n",
+            Path::new("t/lab.yaml"),
+            Path::new("/labs/t"),
+        )
+        .expect("lab");
+        let images = BTreeMap::from([("m".to_string(), "im".to_string())]);
+        let p = plan(&lab, &images, &keys(&["w1"])).expect("plan");
+        let conf: Value =
+            serde_yaml::from_str(file(&p.minions[0], "/etc/salt/minion.d/strata.conf"))
+                .expect("yaml");
+        assert_eq!(conf["autoload_dynamic_modules"], Value::Bool(true));
+    }
 
     fn lab() -> Lab {
         parse_str(
@@ -416,6 +461,7 @@ mod tests {
         assert_eq!(conf["master"], Value::String("salt".into()));
         assert_eq!(conf["id"], Value::String("w2".into()));
         assert_eq!(conf["startup_states"], Value::String("highstate".into()));
+        assert_eq!(conf["autoload_dynamic_modules"], Value::Bool(false));
         assert_eq!(file(m, "/etc/salt/grains").trim(), "roles:\n- web");
         let pem = m
             .files

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::ContainerSpec;
 use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB};
-use super::plan::{LabPlan, WARM_PYCACHE};
+use super::plan::{custom_module_dirs, LabPlan, WARM_PYCACHE};
 use super::report::{Run, RunKind};
 use super::results::parse_returns;
 
@@ -176,7 +176,9 @@ fn salt_cmd(ids: &[String], timeout_s: u64, args: &[&str]) -> Vec<String> {
     c
 }
 
-/// One `state.apply` (highstate, or the given SLS) over every minion.
+/// One `state.apply` (highstate, or the given SLS) over every minion. When the file roots
+/// hold custom modules, a `saltutil.sync_all` comes first (the minions run with
+/// `autoload_dynamic_modules` off), so an edited or new module is used by this run.
 pub fn apply(
     b: &dyn Backend,
     plan: &LabPlan,
@@ -194,6 +196,18 @@ pub fn apply(
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cmd = salt_cmd(&plan.minion_ids, timeout.as_secs(), &arg_refs);
     let started = Instant::now();
+    if !custom_module_dirs(plan).is_empty() {
+        let sync = salt_cmd(&plan.minion_ids, timeout.as_secs(), &["saltutil.sync_all"]);
+        let out = b.exec(&plan.master.name, &sync, timeout + Duration::from_secs(30))?;
+        if out.code != 0 {
+            return Err(LabError::Salt(format!(
+                "saltutil.sync_all of the custom modules failed (exit code {}): {}{}",
+                out.code,
+                out.stdout.trim(),
+                out.stderr.trim()
+            )));
+        }
+    }
     let out = b.exec(&plan.master.name, &cmd, timeout + Duration::from_secs(30))?;
     let minions = parse_returns(&out.stdout, &plan.minion_ids)
         .map_err(|e| LabError::Salt(format!("{e}; stderr: {}", out.stderr.trim())))?;
@@ -473,6 +487,71 @@ mod tests {
             "exec strata-lab-t-master salt --static --out=json --no-color -t 60 -L w1,w2 state.apply apache test=True"
         );
         down(&b, "t").expect("down");
+    }
+
+    #[test]
+    fn custom_modules_in_the_file_roots_are_synced_before_each_run() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("salt")).expect("mk");
+        let lab = parse_str(
+            "name: t\nimages: {m: m.yaml}\nmaster: {image: m}\nminions:\n  - {id: w1, image: m}\n",
+            &dir.path().join("lab.yaml"),
+            dir.path(),
+        )
+        .expect("lab");
+        let keys = BTreeMap::from([(
+            "w1".to_string(),
+            KeyPair {
+                private_pem: "k".into(),
+                public_pem: "p".into(),
+            },
+        )]);
+        let p = plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan");
+        let b = answering(&p, &p.minion_ids);
+        up(&b, &p, 1, Duration::from_secs(5)).expect("up");
+        let execs = |b: &FakeBackend| -> Vec<String> {
+            let calls = b.state.lock().expect("lock").calls.clone();
+            calls
+                .into_iter()
+                .filter(|c| c.starts_with("exec strata-lab-t-master salt "))
+                .map(|c| c.rsplit(" -L w1 ").next().unwrap_or_default().to_string())
+                .filter(|c| c != "test.ping")
+                .collect()
+        };
+        // No custom modules: the state run alone.
+        let _ = apply(&b, &p, RunKind::Apply, &[], Duration::from_secs(9));
+        assert_eq!(execs(&b), ["state.apply"]);
+        // A `_modules` directory made after `up`: synced first, on every run.
+        std::fs::create_dir_all(dir.path().join("salt/_modules")).expect("mk");
+        std::fs::write(dir.path().join("salt/_underscore_file.sls"), "x: {}\n").expect("w");
+        assert_eq!(custom_module_dirs(&p), [dir.path().join("salt/_modules")]);
+        let _ = apply(&b, &p, RunKind::Apply, &[], Duration::from_secs(9));
+        let _ = apply(
+            &b,
+            &p,
+            RunKind::DryRun,
+            &["web".into()],
+            Duration::from_secs(9),
+        );
+        assert_eq!(
+            execs(&b),
+            [
+                "state.apply",
+                "saltutil.sync_all",
+                "state.apply",
+                "saltutil.sync_all",
+                "state.apply web test=True"
+            ]
+        );
+        // A failed sync stops the run with Salt's words.
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (1, "Minion did not return".into()));
+        let e = apply(&b, &p, RunKind::Apply, &[], Duration::from_secs(9)).expect_err("fails");
+        assert!(e.to_string().contains("saltutil.sync_all"), "{e}");
+        assert!(e.to_string().contains("Minion did not return"), "{e}");
     }
 
     #[test]

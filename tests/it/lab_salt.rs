@@ -208,6 +208,15 @@ fn lab_commands_on_a_lab_kept_up() {
         "good\n",
         "file.managed contents end with a newline"
     );
+    // The custom module in _modules/ was synced before the run (the minions run with
+    // Salt's autoload off) and rendered the state.
+    let o = run_ok(strata(&sb).args(["lab", "exec"]).arg(&lab).args([
+        "good",
+        "--",
+        "cat",
+        "/tmp/strata-lab-probe",
+    ]));
+    assert_eq!(stdout(&o), "synced\n");
     // exec passes the exit code on.
     let o = run(strata(&sb)
         .args(["lab", "exec"])
