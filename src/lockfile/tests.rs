@@ -432,3 +432,23 @@ fn bad_multi_architecture_locks_name_the_place() {
         assert!(e.contains(want) && e.contains("strata lock"), "{want}: {e}");
     }
 }
+
+#[test]
+fn committed_single_platform_locks_are_rewritten_byte_for_byte() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for dir in ["recipes", "lab/seed"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".lock") || name.ends_with(".python.lock") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let lock = Lockfile::parse(&name, &text).unwrap();
+            assert!(lock.debian.len() <= 1, "{name}");
+            assert_eq!(lock.to_toml().unwrap(), text, "{name}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 7, "{seen} locks");
+}
