@@ -637,15 +637,7 @@ fn build_platform(
                         loaded.file.display()
                     )
                 })?;
-            crate::debian::build_layers(
-                r,
-                lock,
-                &opts.debian,
-                opts.policy,
-                store,
-                sde,
-                &lower,
-            )?
+            crate::debian::build_layers(r, lock, &opts.debian, opts.policy, store, sde, &lower)?
         }
         None => None,
     };

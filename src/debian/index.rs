@@ -511,11 +511,20 @@ mod tests {
         assert_eq!(names, ["amd64", "arm64"]);
         for a in &idx.arches {
             assert_eq!(a.files.len(), 1);
-            assert_eq!(a.files[0].path, format!("main/binary-{}/Packages.xz", a.arch));
+            assert_eq!(
+                a.files[0].path,
+                format!("main/binary-{}/Packages.xz", a.arch)
+            );
             // Each index has its own architecture's packages and the arch:all ones.
-            assert!(a.packages.iter().all(|p| p.arch == a.arch || p.arch == "all"));
+            assert!(a
+                .packages
+                .iter()
+                .all(|p| p.arch == a.arch || p.arch == "all"));
             assert!(a.packages.iter().any(|p| p.arch == "all"));
-            assert!(a.packages.iter().any(|p| p.name == "hello-app" && p.arch == a.arch));
+            assert!(a
+                .packages
+                .iter()
+                .any(|p| p.name == "hello-app" && p.arch == a.arch));
         }
         let arm = &idx.arches[1].packages;
         assert!(arm.iter().any(|p| p.name == "libc6"));

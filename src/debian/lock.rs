@@ -386,7 +386,10 @@ essential = false
             l
         };
         let both = [lock_for("amd64"), lock_for("arm64")];
-        assert_eq!(stale_reason_all(&both, &[arch("amd64"), arch("arm64")]), None);
+        assert_eq!(
+            stale_reason_all(&both, &[arch("amd64"), arch("arm64")]),
+            None
+        );
         // One architecture: the one-lock reason, unchanged.
         assert_eq!(
             stale_reason_all(&both[..1], &[arch("arm64")]),

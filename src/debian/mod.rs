@@ -87,10 +87,7 @@ pub enum DebianError {
         why: &'static str,
     },
     #[error("architecture {arch}: {err}")]
-    Arch {
-        arch: String,
-        err: Box<DebianError>,
-    },
+    Arch { arch: String, err: Box<DebianError> },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: cannot read the keyring that verifies InRelease: {err}\nhint: pass the archive's keyring with --keyring FILE (default: the host's /usr/share/keyrings/debian-archive-keyring.gpg)")]
@@ -645,7 +642,10 @@ mod tests {
         let arches: Vec<&str> = locks.iter().map(|l| l.architecture.as_str()).collect();
         assert_eq!(arches, ["amd64", "arm64"]);
         let names = |l: &DebianLock| -> Vec<String> {
-            l.packages.iter().map(|p| format!("{}:{}", p.name, p.arch)).collect()
+            l.packages
+                .iter()
+                .map(|p| format!("{}:{}", p.name, p.arch))
+                .collect()
         };
         let (amd, arm) = (&locks[0], &locks[1]);
         assert_eq!(
@@ -694,7 +694,10 @@ mod tests {
         let e = resolve_step_all(&step2, &platforms, &opts, &store, &f)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("architecture amd64: ") && e.contains("libc6"), "{e}");
+        assert!(
+            e.starts_with("architecture amd64: ") && e.contains("libc6"),
+            "{e}"
+        );
     }
 
     #[test]

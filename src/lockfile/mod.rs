@@ -206,11 +206,14 @@ impl Lockfile {
                     ));
                 }
             }
-            let suite = repr.suite.ok_or_else(|| {
-                invalid(what, format!("the debian part has no `suite` {hand}"))
-            })?;
+            let suite = repr
+                .suite
+                .ok_or_else(|| invalid(what, format!("the debian part has no `suite` {hand}")))?;
             let inrelease = repr.index.map(|i| i.inrelease).ok_or_else(|| {
-                invalid(what, format!("the debian part has no `[index]` table {hand}"))
+                invalid(
+                    what,
+                    format!("the debian part has no `[index]` table {hand}"),
+                )
             })?;
             let mut out = Vec::new();
             for (arch, part) in arches {
@@ -246,7 +249,10 @@ impl Lockfile {
                 suite: need(repr.suite, "suite")?,
                 architecture: need(repr.architecture, "architecture")?,
                 index: repr.index.ok_or_else(|| {
-                    invalid(what, format!("the debian part has no `[index]` table {hand}"))
+                    invalid(
+                        what,
+                        format!("the debian part has no `[index]` table {hand}"),
+                    )
                 })?,
                 packages: repr.packages.unwrap_or_default(),
             };

@@ -369,12 +369,16 @@ fn several_architectures_get_one_table_each() {
         debian: vec![back.debian[1].clone()],
     };
     let one_text = one.to_toml().unwrap();
-    assert!(one_text.contains("architecture = \"arm64\"\n"), "{one_text}");
+    assert!(
+        one_text.contains("architecture = \"arm64\"\n"),
+        "{one_text}"
+    );
     assert_eq!(Lockfile::parse("o.lock", &one_text).unwrap(), one);
     // Architectures in another order: the same bytes.
     let mut rev = multi();
     rev.debian.reverse();
-    rev.debian.sort_by(|a, b| a.architecture.cmp(&b.architecture));
+    rev.debian
+        .sort_by(|a, b| a.architecture.cmp(&b.architecture));
     assert_eq!(rev.to_toml().unwrap(), text);
 }
 
@@ -395,24 +399,33 @@ fn bad_multi_architecture_locks_name_the_place() {
     let text = multi_text();
     let cases = [
         (
-            text.replace("suite = \"bookworm\"\n", "suite = \"bookworm\"\narchitecture = \"amd64\"\n"),
+            text.replace(
+                "suite = \"bookworm\"\n",
+                "suite = \"bookworm\"\narchitecture = \"amd64\"\n",
+            ),
             "top-level `architecture`",
         ),
         (
-            text.replace("suite = \"bookworm\"\n", "suite = \"bookworm\"\ninputs = \"sha256:aa\"\n"),
+            text.replace(
+                "suite = \"bookworm\"\n",
+                "suite = \"bookworm\"\ninputs = \"sha256:aa\"\n",
+            ),
             "top-level `inputs`",
         ),
-        (
-            text.replace("suite = \"bookworm\"\n", ""),
-            "no `suite`",
-        ),
+        (text.replace("suite = \"bookworm\"\n", ""), "no `suite`"),
         (
             text.replace("[index]\ninrelease = \"sha256:bb\"\n\n", ""),
             "no `[index]` table",
         ),
         (
-            text.replace("pool/main/l/libx/libx_2.0_arm64.deb", "pool/main/l/libx/libx_2.1_arm64.deb")
-                .replace("version = \"2.0\"\narch = \"arm64\"", "version = \"2.1\"\narch = \"arm64\""),
+            text.replace(
+                "pool/main/l/libx/libx_2.0_arm64.deb",
+                "pool/main/l/libx/libx_2.1_arm64.deb",
+            )
+            .replace(
+                "version = \"2.0\"\narch = \"arm64\"",
+                "version = \"2.1\"\narch = \"arm64\"",
+            ),
             "[arch.arm64]: identity does not match",
         ),
         (
@@ -420,7 +433,10 @@ fn bad_multi_architecture_locks_name_the_place() {
             "unknown field",
         ),
         (
-            text.replace("[arch.arm64]\ninputs = \"sha256:in-arm64\"\n", "[arch.arm64]\n"),
+            text.replace(
+                "[arch.arm64]\ninputs = \"sha256:in-arm64\"\n",
+                "[arch.arm64]\n",
+            ),
             "inputs",
         ),
     ];

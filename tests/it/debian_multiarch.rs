@@ -52,7 +52,13 @@ fn lock(sb: &Sandbox, recipe: &Path, server: &FixtureServer) -> std::process::Ou
 }
 
 /// `strata --json build` with the fixture mirror; the JSON report.
-fn build_json(sb: &Sandbox, recipe: &Path, out: &Path, server: &FixtureServer, extra: &[&str]) -> Value {
+fn build_json(
+    sb: &Sandbox,
+    recipe: &Path,
+    out: &Path,
+    server: &FixtureServer,
+    extra: &[&str],
+) -> Value {
     let o = run_ok(
         sb.strata()
             .arg("--json")
@@ -163,9 +169,19 @@ fn debian_step_with_two_platforms() {
     assert!(!text.contains("127.0.0.1"), "the lock names no mirror");
     let amd = locked(&text, "amd64");
     let arm = locked(&text, "arm64");
-    assert!(amd.iter().all(|p| p.ends_with(":amd64") || p.ends_with(":all")), "{amd:?}");
-    assert!(arm.iter().all(|p| p.ends_with(":arm64") || p.ends_with(":all")), "{arm:?}");
-    assert!(arm.contains(&"libc6:arm64".to_string()) && !amd.iter().any(|p| p.starts_with("libc6:")));
+    assert!(
+        amd.iter()
+            .all(|p| p.ends_with(":amd64") || p.ends_with(":all")),
+        "{amd:?}"
+    );
+    assert!(
+        arm.iter()
+            .all(|p| p.ends_with(":arm64") || p.ends_with(":all")),
+        "{arm:?}"
+    );
+    assert!(
+        arm.contains(&"libc6:arm64".to_string()) && !amd.iter().any(|p| p.starts_with("libc6:"))
+    );
     assert_eq!(amd.len(), 8);
     assert_eq!(arm.len(), 9);
     // A second lock against the same mirror: the same bytes.
@@ -189,8 +205,14 @@ fn debian_step_with_two_platforms() {
         .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
     let arm_cfg: Value = serde_json::from_slice(
-        &run_ok(Command::new("skopeo").args(["inspect", "--override-arch", "arm64", "--config", &oci]))
-            .stdout,
+        &run_ok(Command::new("skopeo").args([
+            "inspect",
+            "--override-arch",
+            "arm64",
+            "--config",
+            &oci,
+        ]))
+        .stdout,
     )
     .expect("config");
     assert_eq!(arm_cfg["architecture"], "arm64");
@@ -200,7 +222,8 @@ fn debian_step_with_two_platforms() {
     let platforms = rep["platforms"].as_array().expect("platforms");
     assert_eq!(platforms.len(), 2);
     let index_json: Value =
-        serde_json::from_slice(&fs::read(out.join("index.json")).expect("index.json")).expect("json");
+        serde_json::from_slice(&fs::read(out.join("index.json")).expect("index.json"))
+            .expect("json");
     for (p, m) in platforms.iter().zip(manifests) {
         assert_eq!(p["manifest_digest"], m["digest"]);
         let art = p["sbom_artifact"].as_str().expect("an SBOM artifact");
@@ -230,12 +253,20 @@ fn debian_step_with_two_platforms() {
     // the fix-ups (dpkg status, ld.so.cache) are per platform; libc6 only in arm64.
     let by_platform: Vec<BTreeMap<String, String>> = platforms.iter().map(layer_digests).collect();
     let (la, lr) = (&by_platform[0], &by_platform[1]);
-    for shared in ["deb:config-basic", "deb:data-files", "deb:libcycle-a", "bin"] {
+    for shared in [
+        "deb:config-basic",
+        "deb:data-files",
+        "deb:libcycle-a",
+        "bin",
+    ] {
         assert_eq!(la.get(shared), lr.get(shared), "{shared}: {la:?} {lr:?}");
         assert!(la.contains_key(shared), "{shared}: {la:?}");
     }
     for own in ["deb:hello-app", "deb:libgreet", "dpkg-fixups"] {
-        assert!(la.contains_key(own) && lr.contains_key(own), "{own}: {la:?} {lr:?}");
+        assert!(
+            la.contains_key(own) && lr.contains_key(own),
+            "{own}: {la:?} {lr:?}"
+        );
         assert_ne!(la[own], lr[own], "{own}");
     }
     assert!(lr.contains_key("deb:libc6") && !la.contains_key("deb:libc6"));
@@ -244,7 +275,13 @@ fn debian_step_with_two_platforms() {
     let mut roots = Vec::new();
     for (arch, m) in ["amd64", "arm64"].iter().zip(manifests) {
         let one = sb.path(&format!("one-{arch}"));
-        let rep = build_json(&sb, &r, &one, &server, &["--platform", &format!("linux/{arch}")]);
+        let rep = build_json(
+            &sb,
+            &r,
+            &one,
+            &server,
+            &["--platform", &format!("linux/{arch}")],
+        );
         assert_eq!(rep["digest"], m["digest"], "{arch}");
         let root = unpack(&sb, &one, arch);
         // dpkg's status lists this architecture's packages (and arch:all ones).
