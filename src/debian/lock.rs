@@ -8,6 +8,8 @@
 //! `identity` is a digest of the chosen packages alone, the same whichever mirror served
 //! them. `inputs` is a digest of what the recipe asked for (suite, components, packages,
 //! exclude, essential, architecture): when it differs from the recipe's, the lock is stale.
+//! A recipe with several platforms has one [`DebianLock`] per architecture (see
+//! [`stale_reason_all`]); the file holds them as `[arch.ARCH]` tables.
 
 use serde::{Deserialize, Serialize};
 

@@ -3,10 +3,12 @@
 //! the store. Parsers are pure (`&str`/`&[u8]` in); network access goes through
 //! [`fetch::Fetcher`], file access stays in the few functions of this file.
 //!
-//! The flow: `strata lock` = [`resolve_recipe`] (mirror → signed `InRelease` → `Packages` →
-//! resolve → the debian part of `RECIPE.lock`, see [`crate::lockfile`]). `strata build` =
-//! [`ensure_lock`] (reads the lock; re-locks only when its debian part is missing or stale
-//! and neither `--locked` nor `--offline` forbids it), then
+//! The flow: `strata lock` = [`resolve_recipe`] (mirror → signed `InRelease` → each
+//! architecture's `Packages` → resolve per architecture → the debian part of `RECIPE.lock`,
+//! one part per architecture, see [`crate::lockfile`]). `strata build` = [`ensure_lock`]
+//! (reads the lock; re-locks only when its debian part is missing or stale for some
+//! architecture and neither `--locked` nor `--offline` forbids it), then, for each
+//! platform's image with its architecture's part,
 //! [`fetch::ensure_debs`] (cache or mirror, sha256-verified), then [`layers::plan_layers`]
 //! groups the packages into layers, [`extract`] turns each `.deb` into entries, and a last
 //! layer holds the fix-ups that replace dpkg and maintainer scripts ([`fixup_entries`]).
