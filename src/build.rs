@@ -510,9 +510,10 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
     )?;
     let mut images = Vec::new();
     for p in &platforms {
+        // `platforms` is kept: a python step of a multi-platform recipe reads the lock of
+        // this platform's architecture.
         let mut one = loaded.clone();
         one.recipe.platform = p.clone();
-        one.recipe.platforms = Vec::new();
         let multi = !r.platforms.is_empty();
         let image = build_platform(&one, &store, &stat, opts, obs, sde, &debian_locks);
         images.push(if multi {

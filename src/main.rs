@@ -634,7 +634,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 builder: &builder,
                 log: &log,
             };
-            let reports = python::lock_recipe(&loaded, &store, &opts)?;
+            // With several platforms each is locked on its own (a lock per architecture).
+            let reports = if loaded.recipe.platforms.len() > 1 {
+                let mut all = Vec::new();
+                for p in &loaded.recipe.platforms {
+                    let mut one = loaded.clone();
+                    one.recipe.platform = p.clone();
+                    for mut r in python::lock_recipe(&one, &store, &opts)? {
+                        r.step = format!("{} ({p})", r.step);
+                        all.push(r);
+                    }
+                }
+                all
+            } else {
+                python::lock_recipe(&loaded, &store, &opts)?
+            };
             anyhow::ensure!(
                 !lock.is_empty() || !reports.is_empty(),
                 "{}: the recipe has no `debian` or `python` step and no `registry://` base, so there is nothing to lock\n  hint: add a `debian` or `python` step to a layer, or start from a `registry://HOST/REPO:TAG` base",
