@@ -498,13 +498,24 @@ pub fn build(loaded: &LoadedRecipe, opts: &BuildOptions, obs: &dyn BuildObserver
         .with_context(|| format!("opening the cache at {}", opts.cache_dir.display()))?;
     let _lock = store.lock(false)?;
     let stat = StatCache::load(&store);
+    // The `debian` step's lock covers every architecture of the recipe, even when
+    // `--platform` builds one: one lock, one resolution per architecture.
+    let debian_locks = crate::debian::ensure_lock(
+        &loaded.file,
+        r,
+        opts.policy,
+        &opts.debian.index,
+        &store,
+        &crate::debian::fetch::HttpFetcher::new(),
+    )?;
     let mut images = Vec::new();
     for p in &platforms {
+        // `platforms` is kept: a python step of a multi-platform recipe reads the lock of
+        // this platform's architecture.
         let mut one = loaded.clone();
         one.recipe.platform = p.clone();
-        one.recipe.platforms = Vec::new();
         let multi = !r.platforms.is_empty();
-        let image = build_platform(&one, &store, &stat, opts, obs, sde);
+        let image = build_platform(&one, &store, &stat, opts, obs, sde, &debian_locks);
         images.push(if multi {
             image.with_context(|| format!("platform {p}"))?
         } else {
@@ -570,7 +581,9 @@ pub fn platform_json(platform: &str) -> Value {
     v
 }
 
-/// One platform's image (`loaded.recipe.platform`).
+/// One platform's image (`loaded.recipe.platform`); `debian_locks` is the lock of the
+/// recipe's `debian` step, one part per architecture.
+#[allow(clippy::too_many_arguments)]
 fn build_platform(
     loaded: &LoadedRecipe,
     store: &Store,
@@ -578,6 +591,7 @@ fn build_platform(
     opts: &BuildOptions,
     obs: &dyn BuildObserver,
     sde: u64,
+    debian_locks: &[crate::debian::DebianLock],
 ) -> Result<PlatformImage> {
     let r = &loaded.recipe;
     let base = load_base(loaded, store, opts)?;
@@ -614,15 +628,17 @@ fn build_platform(
             for entries in plain[..at].iter().flatten() {
                 lower.apply(entries);
             }
-            crate::debian::build_layers(
-                &loaded.file,
-                r,
-                &opts.debian,
-                opts.policy,
-                store,
-                sde,
-                &lower,
-            )?
+            let arch = crate::debian::debian_arch(&r.platform)?;
+            let lock = debian_locks
+                .iter()
+                .find(|l| l.architecture == arch)
+                .with_context(|| {
+                    format!(
+                        "{}: the lock has no packages for architecture {arch}",
+                        loaded.file.display()
+                    )
+                })?;
+            crate::debian::build_layers(r, lock, &opts.debian, opts.policy, store, sde, &lower)?
         }
         None => None,
     };

@@ -599,8 +599,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some((b, action)) = &base {
                     parts.push(format!("base {} {}", b.digest, action.as_str()));
                 }
-                if let Some(d) = &lock.debian {
-                    parts.push(format!("{} packages", d.packages.len()));
+                match lock.debian.as_slice() {
+                    [] => {}
+                    [d] => parts.push(format!("{} packages", d.packages.len())),
+                    several => parts.extend(
+                        several
+                            .iter()
+                            .map(|d| format!("{}: {} packages", d.architecture, d.packages.len())),
+                    ),
                 }
                 eprintln!(
                     "{} {} ({})",
@@ -628,7 +634,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 builder: &builder,
                 log: &log,
             };
-            let reports = python::lock_recipe(&loaded, &store, &opts)?;
+            // With several platforms each is locked on its own (a lock per architecture).
+            let reports = if loaded.recipe.platforms.len() > 1 {
+                let mut all = Vec::new();
+                for p in &loaded.recipe.platforms {
+                    let mut one = loaded.clone();
+                    one.recipe.platform = p.clone();
+                    for mut r in python::lock_recipe(&one, &store, &opts)? {
+                        r.step = format!("{} ({p})", r.step);
+                        all.push(r);
+                    }
+                }
+                all
+            } else {
+                python::lock_recipe(&loaded, &store, &opts)?
+            };
             anyhow::ensure!(
                 !lock.is_empty() || !reports.is_empty(),
                 "{}: the recipe has no `debian` or `python` step and no `registry://` base, so there is nothing to lock\n  hint: add a `debian` or `python` step to a layer, or start from a `registry://HOST/REPO:TAG` base",
@@ -643,20 +663,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "digest": b.digest,
                         "action": action,
                     })),
-                    "debian": lock.debian.as_ref().map(|d| serde_json::json!({
-                        "lockfile": path,
-                        "changed": changed,
-                        "identity": d.identity,
-                        "packages": d.packages.len(),
-                    })),
+                    "debian": match lock.debian.as_slice() {
+                        [] => serde_json::Value::Null,
+                        [d] => serde_json::json!({
+                            "lockfile": path,
+                            "changed": changed,
+                            "identity": d.identity,
+                            "packages": d.packages.len(),
+                        }),
+                        several => serde_json::json!({
+                            "lockfile": path,
+                            "changed": changed,
+                            "architectures": several.iter().map(|d| serde_json::json!({
+                                "architecture": d.architecture,
+                                "identity": d.identity,
+                                "packages": d.packages.len(),
+                            })).collect::<Vec<_>>(),
+                        }),
+                    },
                     "python": reports,
                 }))?;
             } else {
                 if let Some((b, _)) = &base {
                     println!("{} {}", b.digest, b.reference);
                 }
-                if let Some(d) = &lock.debian {
-                    println!("{}", d.identity);
+                match lock.debian.as_slice() {
+                    [] => {}
+                    [d] => println!("{}", d.identity),
+                    several => {
+                        for d in several {
+                            println!("{} {}", d.identity, d.architecture);
+                        }
+                    }
                 }
                 for r in &reports {
                     println!(

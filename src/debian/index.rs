@@ -192,6 +192,24 @@ pub struct Indices {
 /// The Packages variants tried, best first.
 const PACKAGES_NAMES: [&str; 3] = ["Packages.xz", "Packages.gz", "Packages"];
 
+/// One architecture's part of [`ArchIndices`]: its `Packages` files and their packages
+/// (`Architecture: all` packages included, as each architecture's index lists them).
+#[derive(Debug)]
+pub struct ArchIndex {
+    pub arch: String,
+    pub files: Vec<UsedIndex>,
+    pub packages: Vec<PackageEntry>,
+}
+
+/// What [`fetch_arch_indices`] found: one verified Release and each architecture's indices.
+#[derive(Debug)]
+pub struct ArchIndices {
+    pub inrelease_sha256: String,
+    pub release: Release,
+    /// In the order the architectures were asked for.
+    pub arches: Vec<ArchIndex>,
+}
+
 /// Fetches and verifies `dists/SUITE/InRelease`, then each component's Packages index for
 /// `arch` (from the store when its sha256 is already there).
 #[allow(clippy::too_many_arguments)]
@@ -205,6 +223,39 @@ pub fn fetch_indices(
     keyring: &Keyring,
     now: i64,
 ) -> Result<Indices, DebianError> {
+    let mut all = fetch_arch_indices(
+        fetcher,
+        store,
+        mirror,
+        suite,
+        components,
+        &[arch.to_string()],
+        keyring,
+        now,
+    )?;
+    let one = all.arches.remove(0);
+    Ok(Indices {
+        inrelease_sha256: all.inrelease_sha256,
+        release: all.release,
+        files: one.files,
+        packages: one.packages,
+    })
+}
+
+/// Fetches and verifies `dists/SUITE/InRelease` once, then for each of `arches` each
+/// component's `binary-ARCH` Packages index, checked against that one Release (from the
+/// store when its sha256 is already there).
+#[allow(clippy::too_many_arguments)]
+pub fn fetch_arch_indices(
+    fetcher: &dyn Fetcher,
+    store: &Store,
+    mirror: &str,
+    suite: &str,
+    components: &[String],
+    arches: &[String],
+    keyring: &Keyring,
+    now: i64,
+) -> Result<ArchIndices, DebianError> {
     let base = format!("{}/dists/{suite}", mirror.trim_end_matches('/'));
     let inrelease_url = format!("{base}/InRelease");
     let mut bytes = Vec::new();
@@ -219,6 +270,40 @@ pub fn fetch_indices(
     let release = parse_release(&inrelease_url, &text)?;
     release.check(&inrelease_url, suite, now)?;
     let inrelease_sha256 = crate::digest::sha256_digest(&bytes);
+    let mut out = Vec::new();
+    for arch in arches {
+        let (files, packages) = fetch_packages(
+            fetcher,
+            store,
+            &base,
+            &inrelease_url,
+            &release,
+            components,
+            arch,
+        )?;
+        out.push(ArchIndex {
+            arch: arch.clone(),
+            files,
+            packages,
+        });
+    }
+    Ok(ArchIndices {
+        inrelease_sha256,
+        release,
+        arches: out,
+    })
+}
+
+/// Each component's Packages index of `arch`, as `release` lists it.
+fn fetch_packages(
+    fetcher: &dyn Fetcher,
+    store: &Store,
+    base: &str,
+    inrelease_url: &str,
+    release: &Release,
+    components: &[String],
+    arch: &str,
+) -> Result<(Vec<UsedIndex>, Vec<PackageEntry>), DebianError> {
     let mut files = Vec::new();
     let mut packages = Vec::new();
     for comp in components {
@@ -231,7 +316,7 @@ pub fn fetch_indices(
             .find_map(|p| release.sha256.get(p).map(|e| (p.clone(), e.clone())))
         else {
             return Err(DebianError::Index {
-                what: inrelease_url.clone(),
+                what: inrelease_url.to_string(),
                 detail: format!(
                     "lists no Packages index for component {comp:?} and architecture {arch:?}\nhint: the suite has components {:?} and architectures {:?}",
                     release.components, release.architectures
@@ -267,12 +352,7 @@ pub fn fetch_indices(
             size: entry.size,
         });
     }
-    Ok(Indices {
-        inrelease_sha256,
-        release,
-        files,
-        packages,
-    })
+    Ok((files, packages))
 }
 
 #[cfg(test)]
@@ -392,12 +472,79 @@ mod tests {
                 .contains("not found\nhint: is \"nope\" a suite"),
             "{e}"
         );
-        let e = fetch_indices(&f, &store, m, "fixture", &main, "arm64", &ring, 0).unwrap_err();
+        let e = fetch_indices(&f, &store, m, "fixture", &main, "s390x", &ring, 0).unwrap_err();
         assert!(
             e.to_string()
-                .contains("no Packages index for component \"main\" and architecture \"arm64\""),
+                .contains("no Packages index for component \"main\" and architecture \"s390x\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn one_release_and_each_architectures_packages() {
+        use crate::debian::fetch::tests::MapFetcher;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ring = Keyring::from_bytes("keyring.gpg", &fixture("keyring.gpg")).unwrap();
+        let m = "http://mirror.example.invalid/debian";
+        let mut f = MapFetcher::default();
+        for rel in [
+            "dists/fixture/InRelease",
+            "dists/fixture/main/binary-amd64/Packages.xz",
+            "dists/fixture/main/binary-arm64/Packages.xz",
+        ] {
+            f.files.insert(format!("{m}/{rel}"), fixture(rel));
+        }
+        let main = vec!["main".to_string()];
+        let arches = vec!["amd64".to_string(), "arm64".to_string()];
+        let idx = fetch_arch_indices(&f, &store, m, "fixture", &main, &arches, &ring, 0).unwrap();
+        // InRelease once, then one index per architecture.
+        assert_eq!(
+            *f.calls.borrow(),
+            [
+                format!("{m}/dists/fixture/InRelease"),
+                format!("{m}/dists/fixture/main/binary-amd64/Packages.xz"),
+                format!("{m}/dists/fixture/main/binary-arm64/Packages.xz"),
+            ]
+        );
+        let names: Vec<&str> = idx.arches.iter().map(|a| a.arch.as_str()).collect();
+        assert_eq!(names, ["amd64", "arm64"]);
+        for a in &idx.arches {
+            assert_eq!(a.files.len(), 1);
+            assert_eq!(
+                a.files[0].path,
+                format!("main/binary-{}/Packages.xz", a.arch)
+            );
+            // Each index has its own architecture's packages and the arch:all ones.
+            assert!(a
+                .packages
+                .iter()
+                .all(|p| p.arch == a.arch || p.arch == "all"));
+            assert!(a.packages.iter().any(|p| p.arch == "all"));
+            assert!(a
+                .packages
+                .iter()
+                .any(|p| p.name == "hello-app" && p.arch == a.arch));
+        }
+        let arm = &idx.arches[1].packages;
+        assert!(arm.iter().any(|p| p.name == "libc6"));
+        assert!(!idx.arches[0].packages.iter().any(|p| p.name == "libc6"));
+        // An arm64 index that is not the one the signed Release lists is refused.
+        let mut f2 = MapFetcher::default();
+        f2.files.insert(
+            format!("{m}/dists/fixture/InRelease"),
+            fixture("dists/fixture/InRelease"),
+        );
+        f2.files.insert(
+            format!("{m}/dists/fixture/main/binary-arm64/Packages.xz"),
+            fixture("dists/fixture/main/binary-amd64/Packages.xz"),
+        );
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Store::open(other_dir.path()).unwrap();
+        let e = fetch_arch_indices(&f2, &other, m, "fixture", &main, &arches[1..], &ring, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("binary-arm64/Packages.xz"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! `identity` is a digest of the chosen packages alone, the same whichever mirror served
 //! them. `inputs` is a digest of what the recipe asked for (suite, components, packages,
 //! exclude, essential, architecture): when it differs from the recipe's, the lock is stale.
+//! A recipe with several platforms has one [`DebianLock`] per architecture (see
+//! [`stale_reason_all`]); the file holds them as `[arch.ARCH]` tables.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +35,9 @@ pub struct DebianLock {
 pub struct LockedIndex {
     /// `sha256:` of the `InRelease` file whose signature was checked.
     pub inrelease: String,
-    #[serde(rename = "file", default)]
+    /// The `Packages` files read (in a multi-architecture lock they are under each
+    /// architecture's table instead, and this is empty).
+    #[serde(rename = "file", default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<LockedIndexFile>,
 }
 
@@ -188,6 +192,38 @@ impl DebianLock {
     }
 }
 
+/// None when `locks` (one per architecture) were made from `inputs` (one per architecture
+/// the recipe builds), else why not: for each architecture whose part is stale or missing,
+/// and for each part of an architecture the recipe no longer builds.
+pub fn stale_reason_all(locks: &[DebianLock], inputs: &[LockInputs]) -> Option<String> {
+    if let ([lock], [one]) = (locks, inputs) {
+        return lock.stale_reason(one);
+    }
+    let mut why = Vec::new();
+    for i in inputs {
+        match locks.iter().find(|l| l.architecture == i.architecture) {
+            None => why.push(format!(
+                "it has no packages for architecture {} (the recipe's platforms include it)",
+                i.architecture
+            )),
+            Some(l) => {
+                if let Some(r) = l.stale_reason(i) {
+                    why.push(format!("architecture {}: {r}", i.architecture));
+                }
+            }
+        }
+    }
+    for l in locks {
+        if !inputs.iter().any(|i| i.architecture == l.architecture) {
+            why.push(format!(
+                "it has packages for architecture {}, which the recipe's platforms do not include",
+                l.architecture
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +308,7 @@ essential = false
     fn file(l: &DebianLock) -> String {
         Lockfile {
             base: None,
-            debian: Some(l.clone()),
+            debian: vec![l.clone()],
         }
         .to_toml()
         .unwrap()
@@ -280,7 +316,7 @@ essential = false
 
     fn parse(what: &str, text: &str) -> Result<DebianLock, String> {
         Lockfile::parse(what, text)
-            .map(|l| l.debian.expect("a debian part"))
+            .map(|l| l.debian.into_iter().next().expect("a debian part"))
             .map_err(|e| e.to_string())
     }
 
@@ -337,6 +373,51 @@ essential = false
         let mut i = inputs();
         i.architecture = "arm64".into();
         assert!(l.stale_reason(&i).is_some());
+    }
+
+    #[test]
+    fn stale_per_architecture() {
+        let arch = |a: &str| LockInputs {
+            architecture: a.into(),
+            ..inputs()
+        };
+        let lock_for = |a: &str| {
+            let mut l = lock();
+            l.architecture = a.into();
+            l.inputs = arch(a).digest();
+            l
+        };
+        let both = [lock_for("amd64"), lock_for("arm64")];
+        assert_eq!(
+            stale_reason_all(&both, &[arch("amd64"), arch("arm64")]),
+            None
+        );
+        // One architecture: the one-lock reason, unchanged.
+        assert_eq!(
+            stale_reason_all(&both[..1], &[arch("arm64")]),
+            both[0].stale_reason(&arch("arm64"))
+        );
+        // A platform added: only the new architecture is named.
+        let e = stale_reason_all(&both, &[arch("amd64"), arch("arm64"), arch("riscv64")])
+            .expect("stale");
+        assert!(
+            e.contains("no packages for architecture riscv64") && !e.contains("amd64"),
+            "{e}"
+        );
+        // A platform dropped.
+        let e = stale_reason_all(&both, &[arch("amd64"), arch("riscv64")]).expect("stale");
+        assert!(
+            e.contains("architecture arm64, which the recipe's platforms do not include"),
+            "{e}"
+        );
+        // One architecture's part made from other inputs.
+        let mut edited = both.clone();
+        edited[1].inputs = "sha256:00".into();
+        let e = stale_reason_all(&edited, &[arch("amd64"), arch("arm64")]).expect("stale");
+        assert!(
+            e.starts_with("architecture arm64: the recipe's debian step") && !e.contains("amd64:"),
+            "{e}"
+        );
     }
 
     #[test]

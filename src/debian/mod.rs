@@ -3,10 +3,12 @@
 //! the store. Parsers are pure (`&str`/`&[u8]` in); network access goes through
 //! [`fetch::Fetcher`], file access stays in the few functions of this file.
 //!
-//! The flow: `strata lock` = [`resolve_recipe`] (mirror → signed `InRelease` → `Packages` →
-//! resolve → the debian part of `RECIPE.lock`, see [`crate::lockfile`]). `strata build` =
-//! [`ensure_lock`] (reads the lock; re-locks only when its debian part is missing or stale
-//! and neither `--locked` nor `--offline` forbids it), then
+//! The flow: `strata lock` = [`resolve_recipe`] (mirror → signed `InRelease` → each
+//! architecture's `Packages` → resolve per architecture → the debian part of `RECIPE.lock`,
+//! one part per architecture, see [`crate::lockfile`]). `strata build` = [`ensure_lock`]
+//! (reads the lock; re-locks only when its debian part is missing or stale for some
+//! architecture and neither `--locked` nor `--offline` forbids it), then, for each
+//! platform's image with its architecture's part,
 //! [`fetch::ensure_debs`] (cache or mirror, sha256-verified), then [`layers::plan_layers`]
 //! groups the packages into layers, [`extract`] turns each `.deb` into entries, and a last
 //! layer holds the fix-ups that replace dpkg and maintainer scripts ([`fixup_entries`]).
@@ -34,7 +36,7 @@ pub use deb::{parse_control, read_deb, DebError, DebInfo};
 pub use deb822::{parse_paragraphs, Deb822Error, Paragraph};
 pub use dpkgdb::dpkg_db_entries;
 pub use extract::{dirs_of, package_entries, symlinks_of, ExtractOptions, ExtractedPackage};
-pub use lock::{DebianLock, LockInputs, LockedPackage};
+pub use lock::{stale_reason_all, DebianLock, LockInputs, LockedPackage};
 pub use sbom::spdx_json;
 pub use version::Version;
 
@@ -86,6 +88,8 @@ pub enum DebianError {
         what: &'static str,
         why: &'static str,
     },
+    #[error("architecture {arch}: {err}")]
+    Arch { arch: String, err: Box<DebianError> },
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path}: cannot read the keyring that verifies InRelease: {err}\nhint: pass the archive's keyring with --keyring FILE (default: the host's /usr/share/keyrings/debian-archive-keyring.gpg)")]
@@ -150,6 +154,33 @@ pub fn lock_inputs(step: &DebianStep, platform: &str) -> Result<LockInputs, Debi
     })
 }
 
+/// The platforms a recipe builds: its `platforms`, else its one `platform`.
+pub fn recipe_platforms(recipe: &Recipe) -> Vec<String> {
+    if recipe.platforms.is_empty() {
+        vec![recipe.platform.clone()]
+    } else {
+        recipe.platforms.clone()
+    }
+}
+
+/// [`lock_inputs`] of each Debian architecture of `platforms`, sorted by architecture (the
+/// lock's order); platforms of the same architecture (`linux/arm64`, `linux/arm64/v8`)
+/// share one.
+pub fn lock_inputs_all(
+    step: &DebianStep,
+    platforms: &[String],
+) -> Result<Vec<LockInputs>, DebianError> {
+    let mut out: Vec<LockInputs> = Vec::new();
+    for p in platforms {
+        let i = lock_inputs(step, p)?;
+        if !out.iter().any(|o| o.architecture == i.architecture) {
+            out.push(i);
+        }
+    }
+    out.sort_by(|a, b| a.architecture.cmp(&b.architecture));
+    Ok(out)
+}
+
 /// Where indices come from and how they are trusted.
 #[derive(Debug, Clone, Default)]
 pub struct IndexOptions {
@@ -191,7 +222,8 @@ impl IndexOptions {
     }
 }
 
-/// Resolves `step` against the mirror's current indices and returns the new lock.
+/// Resolves `step` for one platform against the mirror's current indices and returns the
+/// new lock.
 pub fn resolve_step(
     step: &DebianStep,
     platform: &str,
@@ -199,16 +231,31 @@ pub fn resolve_step(
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
 ) -> Result<DebianLock, DebianError> {
-    let inputs = lock_inputs(step, platform)?;
+    let mut locks = resolve_step_all(step, &[platform.to_string()], opts, store, fetcher)?;
+    Ok(locks.remove(0))
+}
+
+/// Resolves `step` for each Debian architecture of `platforms`: one signed `InRelease` is
+/// read, then each architecture's `Packages` (checked against it), and each architecture is
+/// resolved on its own index. One lock per architecture, sorted by architecture.
+pub fn resolve_step_all(
+    step: &DebianStep,
+    platforms: &[String],
+    opts: &IndexOptions,
+    store: &Store,
+    fetcher: &dyn fetch::Fetcher,
+) -> Result<Vec<DebianLock>, DebianError> {
+    let inputs = lock_inputs_all(step, platforms)?;
     let mirror = opts.mirror_for(&step.suite)?;
     let keyring = opts.load_keyring()?;
-    let idx = index::fetch_indices(
+    let arches: Vec<String> = inputs.iter().map(|i| i.architecture.clone()).collect();
+    let idx = index::fetch_arch_indices(
         fetcher,
         store,
         &mirror,
         &step.suite,
         &step.components,
-        &inputs.architecture,
+        &arches,
         &keyring,
         opts.now,
     )?;
@@ -222,44 +269,56 @@ pub fn resolve_step(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let req = resolve::ResolveRequest {
-        arch: inputs.architecture.clone(),
-        packages,
-        exclude: step.exclude.iter().cloned().collect::<BTreeSet<_>>(),
-        essential: step.essential,
-    };
-    let res = resolve::resolve(&idx.packages, &req)?;
-    Ok(DebianLock::new(
-        &inputs,
-        &idx.inrelease_sha256,
-        &idx.files,
-        &res.packages,
-    ))
+    let several = inputs.len() > 1;
+    let mut out = Vec::new();
+    for (i, a) in inputs.iter().zip(&idx.arches) {
+        let req = resolve::ResolveRequest {
+            arch: i.architecture.clone(),
+            packages: packages.clone(),
+            exclude: step.exclude.iter().cloned().collect::<BTreeSet<_>>(),
+            essential: step.essential,
+        };
+        let res = resolve::resolve(&a.packages, &req).map_err(|e| {
+            let e = DebianError::from(e);
+            if several {
+                DebianError::Arch {
+                    arch: i.architecture.clone(),
+                    err: Box::new(e),
+                }
+            } else {
+                e
+            }
+        })?;
+        out.push(DebianLock::new(
+            i,
+            &idx.inrelease_sha256,
+            &a.files,
+            &res.packages,
+        ));
+    }
+    Ok(out)
 }
 
-/// `strata lock RECIPE`: resolves the recipe's debian step (None without one) for the
-/// debian part of the lock. The caller writes the file, with its other part.
+/// `strata lock RECIPE`: resolves the recipe's debian step (empty without one) for every
+/// architecture the recipe builds, for the debian part of the lock. The caller writes the
+/// file, with its other part.
 pub fn resolve_recipe(
     recipe: &Recipe,
     opts: &IndexOptions,
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
-) -> Result<Option<DebianLock>, DebianError> {
+) -> Result<Vec<DebianLock>, DebianError> {
     let Some(step) = debian_step(recipe) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    Ok(Some(resolve_step(
-        step,
-        &recipe.platform,
-        opts,
-        store,
-        fetcher,
-    )?))
+    resolve_step_all(step, &recipe_platforms(recipe), opts, store, fetcher)
 }
 
-/// For `strata build`: the lock to build from. A fresh lock is used as it is (no index is
-/// read). A missing or stale one is an error under `--locked`/`--offline`, else it is
-/// re-resolved and the lock's debian part rewritten (its `[base]` kept).
+/// For `strata build`: the locks to build from, one per architecture the recipe builds
+/// (empty without a `debian` step). A fresh lock is used as it is (no index is read). A
+/// missing or stale one (for any architecture) is an error under `--locked`/`--offline`,
+/// else every architecture is re-resolved and the lock's debian part rewritten (its
+/// `[base]` kept).
 pub fn ensure_lock(
     recipe_path: &Path,
     recipe: &Recipe,
@@ -267,31 +326,22 @@ pub fn ensure_lock(
     opts: &IndexOptions,
     store: &Store,
     fetcher: &dyn fetch::Fetcher,
-) -> Result<Option<DebianLock>, DebianError> {
+) -> Result<Vec<DebianLock>, DebianError> {
     let Some(step) = debian_step(recipe) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let path = lock_path(recipe_path);
-    let inputs = lock_inputs(step, &recipe.platform)?;
+    let platforms = recipe_platforms(recipe);
+    let inputs = lock_inputs_all(step, &platforms)?;
     let file = crate::lockfile::read(&path)?;
     let what = if file.is_some() {
         "the lockfile has no debian packages"
     } else {
         "no lockfile"
     };
-    match file.and_then(|f| f.debian) {
-        Some(lock) => match lock.stale_reason(&inputs) {
-            None => return Ok(Some(lock)),
-            Some(reason) if policy.locked || policy.offline => {
-                return Err(DebianError::Stale {
-                    path,
-                    recipe: recipe_path.to_path_buf(),
-                    reason,
-                })
-            }
-            Some(_) => {}
-        },
-        None if policy.locked || policy.offline => {
+    let locks = file.map(|f| f.debian).unwrap_or_default();
+    if locks.is_empty() {
+        if policy.locked || policy.offline {
             return Err(DebianError::NoLock {
                 path,
                 recipe: recipe_path.to_path_buf(),
@@ -301,13 +351,24 @@ pub fn ensure_lock(
                 } else {
                     "--offline"
                 },
-            })
+            });
         }
-        None => {}
+    } else {
+        match stale_reason_all(&locks, &inputs) {
+            None => return Ok(locks),
+            Some(reason) if policy.locked || policy.offline => {
+                return Err(DebianError::Stale {
+                    path,
+                    recipe: recipe_path.to_path_buf(),
+                    reason,
+                })
+            }
+            Some(_) => {}
+        }
     }
-    let lock = resolve_step(step, &recipe.platform, opts, store, fetcher)?;
-    crate::lockfile::update(&path, |f| f.debian = Some(lock.clone()))?;
-    Ok(Some(lock))
+    let locks = resolve_step_all(step, &platforms, opts, store, fetcher)?;
+    crate::lockfile::update(&path, |f| f.debian = locks.clone())?;
+    Ok(locks)
 }
 
 /// A fetched package: its `.deb` blob in the store and what the lock says about it.
@@ -387,13 +448,14 @@ impl LowerTree {
     }
 }
 
-/// For `strata build`: the layers of the recipe's `debian` step (None without one): the
-/// lock (see [`ensure_lock`]), every `.deb` in the store (fetched unless `--offline`), the
-/// packages grouped by `layering`, each group's `.deb`s extracted in order over `lower`
-/// and the groups before it, then one layer of fix-ups; and the packages' SBOM.
+/// For `strata build`: the layers of the recipe's `debian` step (None without one) for the
+/// recipe's one `platform`, from `lock`, that architecture's part of the lock (see
+/// [`ensure_lock`]): every `.deb` in the store (fetched unless `--offline`), the packages
+/// grouped by `layering`, each group's `.deb`s extracted in order over `lower` and the
+/// groups before it, then one layer of fix-ups; and the packages' SBOM.
 pub fn build_layers(
-    recipe_path: &Path,
     recipe: &Recipe,
+    lock: &DebianLock,
     opts: &DebianBuildOptions,
     policy: LockPolicy,
     store: &Store,
@@ -403,10 +465,17 @@ pub fn build_layers(
     let Some(step) = debian_step(recipe) else {
         return Ok(None);
     };
+    let arch = debian_arch(&recipe.platform)?;
+    if lock.architecture != arch {
+        return Err(DebianError::Lock {
+            what: format!("platform {}", recipe.platform),
+            detail: format!(
+                "the lock's packages are for architecture {}, not {arch}",
+                lock.architecture
+            ),
+        });
+    }
     let http = fetch::HttpFetcher::new();
-    let Some(lock) = ensure_lock(recipe_path, recipe, policy, &opts.index, store, &http)? else {
-        return Ok(None);
-    };
     let all_cached = lock
         .packages
         .iter()
@@ -418,12 +487,11 @@ pub fn build_layers(
         Some(opts.index.mirror_for(&lock.suite)?)
     };
     let fetched = fetch::ensure_debs(
-        &lock,
+        lock,
         store,
         mirror.as_deref().map(|m| (&http as &dyn fetch::Fetcher, m)),
     )?;
     let packages: Vec<LockedPackage> = fetched.iter().map(|(_, p)| p.clone()).collect();
-    let arch = debian_arch(&recipe.platform)?;
     // Large file contents are kept here, content-addressed, until the layers are written.
     let spill = store.root().join("tmp").join("debian-spill");
     std::fs::create_dir_all(&spill).map_err(io_err(&spill))?;
@@ -537,6 +605,99 @@ mod tests {
         let e = debian_arch("windows/amd64").unwrap_err().to_string();
         assert!(
             e.contains("no Debian architecture") && e.contains("hint:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn each_architecture_is_resolved_on_its_own_index() {
+        use crate::debian::fetch::tests::MapFetcher;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/debian/repo");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let m = "http://mirror.example.invalid/debian";
+        let mut f = MapFetcher::default();
+        for rel in [
+            "dists/fixture/InRelease",
+            "dists/fixture/main/binary-amd64/Packages.xz",
+            "dists/fixture/main/binary-arm64/Packages.xz",
+        ] {
+            f.files
+                .insert(format!("{m}/{rel}"), std::fs::read(repo.join(rel)).unwrap());
+        }
+        let opts = IndexOptions {
+            mirror: Some(m.into()),
+            keyring: Some(repo.join("keyring.gpg")),
+            ..IndexOptions::default()
+        };
+        let step = DebianStep {
+            suite: "fixture".into(),
+            components: vec!["main".into()],
+            packages: vec!["hello-app".into()],
+            exclude: vec![],
+            essential: false,
+            layering: Default::default(),
+        };
+        // Platforms in any order, one of them twice under two names: two locks, by arch.
+        let platforms = ["linux/arm64", "linux/amd64", "linux/arm64/v8"].map(String::from);
+        let locks = resolve_step_all(&step, &platforms, &opts, &store, &f).unwrap();
+        let arches: Vec<&str> = locks.iter().map(|l| l.architecture.as_str()).collect();
+        assert_eq!(arches, ["amd64", "arm64"]);
+        let names = |l: &DebianLock| -> Vec<String> {
+            l.packages
+                .iter()
+                .map(|p| format!("{}:{}", p.name, p.arch))
+                .collect()
+        };
+        let (amd, arm) = (&locks[0], &locks[1]);
+        assert_eq!(
+            names(amd),
+            [
+                "base-sh:amd64",
+                "config-basic:all",
+                "hello-app:amd64",
+                "libcycle-a:amd64",
+                "libcycle-b:amd64",
+                "libgreet:amd64",
+                "python-ish:amd64"
+            ]
+        );
+        // arm64's libgreet also needs libc6, which only arm64 has.
+        assert_eq!(
+            names(arm),
+            [
+                "base-sh:arm64",
+                "config-basic:all",
+                "hello-app:arm64",
+                "libc6:arm64",
+                "libcycle-a:arm64",
+                "libcycle-b:arm64",
+                "libgreet:arm64",
+                "python-ish:arm64"
+            ]
+        );
+        // One Release for both; each architecture's own Packages file.
+        assert_eq!(amd.index.inrelease, arm.index.inrelease);
+        assert_eq!(amd.index.files[0].path, "main/binary-amd64/Packages.xz");
+        assert_eq!(arm.index.files[0].path, "main/binary-arm64/Packages.xz");
+        // The arch:all package is the same file in both.
+        let all = |l: &DebianLock| l.packages.iter().find(|p| p.arch == "all").cloned();
+        assert_eq!(all(amd), all(arm));
+        // Each part is what a one-platform resolution gives, so it is fresh for it.
+        let one = resolve_step(&step, "linux/arm64", &opts, &store, &f).unwrap();
+        assert_eq!(&one, arm);
+        let inputs = lock_inputs_all(&step, &platforms).unwrap();
+        assert_eq!(stale_reason_all(&locks, &inputs), None);
+        // A package only one architecture has: the error names that architecture.
+        let step2 = DebianStep {
+            packages: vec!["libc6".into()],
+            ..step.clone()
+        };
+        let e = resolve_step_all(&step2, &platforms, &opts, &store, &f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("architecture amd64: ") && e.contains("libc6"),
             "{e}"
         );
     }

@@ -295,7 +295,7 @@ fn resolve_suite(
 fn write_if_changed(path: &Path, lock: &Lockfile) -> Result<bool, LabAptError> {
     let file = crate::lockfile::Lockfile {
         base: None,
-        debian: Some(lock.clone()),
+        debian: vec![lock.clone()],
     };
     crate::lockfile::write(path, &file)
         .map_err(|e| debian_err(path.display().to_string())(DebianError::from(e)))
@@ -303,7 +303,11 @@ fn write_if_changed(path: &Path, lock: &Lockfile) -> Result<bool, LabAptError> {
 
 /// The Debian part of the lock at `path`, if there is one.
 fn read_lock(path: &Path) -> Result<Option<Lockfile>, DebianError> {
-    Ok(crate::lockfile::read(path)?.and_then(|l| l.debian))
+    // A lab's locks hold one architecture each.
+    Ok(crate::lockfile::read(path)?.and_then(|l| {
+        let mut d = l.debian;
+        (d.len() == 1).then(|| d.remove(0))
+    }))
 }
 
 /// `strata lock LAB`: resolves the lab's `apt.packages` for every suite of its minions

@@ -3,8 +3,13 @@
 //! TOML file with up to two parts, each present only when the recipe needs it:
 //!
 //! - `[base]` ([`base`]): the digest a `registry://` base's tag named when it was locked.
-//! - the `debian` step's resolution ([`crate::debian::lock`]): the top-level keys `inputs`,
-//!   `identity`, `suite`, `architecture`, then `[index]` and the `[[package]]` tables.
+//! - the `debian` step's resolution ([`crate::debian::lock`]). For one architecture: the
+//!   top-level keys `inputs`, `identity`, `suite`, `architecture`, then `[index]` and the
+//!   `[[package]]` tables. For a recipe with several `platforms`: the top-level `suite`, an
+//!   `[index]` with the one `inrelease` every architecture was resolved from, then one
+//!   `[arch.ARCH]` table per architecture (sorted) with that architecture's `inputs`,
+//!   `identity`, `[[arch.ARCH.index_file]]` and `[[arch.ARCH.package]]` tables, each what a
+//!   single-architecture lock would hold for it.
 //!
 //! A header comment and `format` come first. Fields are written in a fixed order and lists
 //! sorted, so the same resolution always gives the same bytes and a change reads well in a
@@ -12,13 +17,14 @@
 
 pub mod base;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use base::BaseLock;
 
-use crate::debian::lock::{DebianLock, LockedIndex, LockedPackage};
+use crate::debian::lock::{DebianLock, LockedIndex, LockedIndexFile, LockedPackage};
 
 /// Bumped when the format changes incompatibly; an older lock is then stale. Adding the
 /// optional `[base]` table did not change it: every format-1 lock still reads the same.
@@ -42,8 +48,10 @@ pub enum LockError {
 pub struct Lockfile {
     /// The pin of a `registry://` base.
     pub base: Option<BaseLock>,
-    /// The resolution of the recipe's `debian` step.
-    pub debian: Option<DebianLock>,
+    /// The resolution of the recipe's `debian` step: one per architecture, sorted by
+    /// architecture (empty without a `debian` step). One is written in the
+    /// single-architecture form, several as `[arch.ARCH]` tables.
+    pub debian: Vec<DebianLock>,
 }
 
 /// The file as TOML has it. Field order is byte order: top-level keys first (TOML wants
@@ -66,6 +74,21 @@ struct Repr {
     index: Option<LockedIndex>,
     #[serde(rename = "package", default, skip_serializing_if = "Option::is_none")]
     packages: Option<Vec<LockedPackage>>,
+    /// Several architectures: one table each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arch: Option<BTreeMap<String, ArchRepr>>,
+}
+
+/// One architecture's `[arch.ARCH]` table of a multi-architecture lock.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchRepr {
+    inputs: String,
+    identity: String,
+    #[serde(rename = "index_file", default)]
+    files: Vec<LockedIndexFile>,
+    #[serde(rename = "package", default)]
+    packages: Vec<LockedPackage>,
 }
 
 fn invalid(what: &str, detail: impl Into<String>) -> LockError {
@@ -78,22 +101,69 @@ fn invalid(what: &str, detail: impl Into<String>) -> LockError {
 impl Lockfile {
     /// True when the lock has no part at all (nothing to write).
     pub fn is_empty(&self) -> bool {
-        self.base.is_none() && self.debian.is_none()
+        self.base.is_none() && self.debian.is_empty()
     }
 
     /// The lock's bytes: a header comment, then TOML.
     pub fn to_toml(&self) -> Result<String, LockError> {
-        let d = self.debian.as_ref();
-        let repr = Repr {
+        let mut repr = Repr {
             format: LOCK_FORMAT,
-            inputs: d.map(|d| d.inputs.clone()),
-            identity: d.map(|d| d.identity.clone()),
-            suite: d.map(|d| d.suite.clone()),
-            architecture: d.map(|d| d.architecture.clone()),
+            inputs: None,
+            identity: None,
+            suite: None,
+            architecture: None,
             base: self.base.clone(),
-            index: d.map(|d| d.index.clone()),
-            packages: d.map(|d| d.packages.clone()),
+            index: None,
+            packages: None,
+            arch: None,
         };
+        match self.debian.as_slice() {
+            [] => {}
+            [d] => {
+                repr.inputs = Some(d.inputs.clone());
+                repr.identity = Some(d.identity.clone());
+                repr.suite = Some(d.suite.clone());
+                repr.architecture = Some(d.architecture.clone());
+                repr.index = Some(d.index.clone());
+                repr.packages = Some(d.packages.clone());
+            }
+            [first, rest @ ..] => {
+                // One suite and one signed Release for all architectures.
+                if let Some(o) = rest
+                    .iter()
+                    .find(|d| d.suite != first.suite || d.index.inrelease != first.index.inrelease)
+                {
+                    return Err(invalid(
+                        "lockfile",
+                        format!(
+                            "architectures {} and {} were resolved from different suites or InRelease files",
+                            first.architecture, o.architecture
+                        ),
+                    ));
+                }
+                let mut arches = BTreeMap::new();
+                for d in &self.debian {
+                    let part = ArchRepr {
+                        inputs: d.inputs.clone(),
+                        identity: d.identity.clone(),
+                        files: d.index.files.clone(),
+                        packages: d.packages.clone(),
+                    };
+                    if arches.insert(d.architecture.clone(), part).is_some() {
+                        return Err(invalid(
+                            "lockfile",
+                            format!("architecture {} twice", d.architecture),
+                        ));
+                    }
+                }
+                repr.suite = Some(first.suite.clone());
+                repr.index = Some(LockedIndex {
+                    inrelease: first.index.inrelease.clone(),
+                    files: Vec::new(),
+                });
+                repr.arch = Some(arches);
+            }
+        }
         let body = toml::to_string(&repr).map_err(|e| invalid("lockfile", e.to_string()))?;
         Ok(format!("{HEADER}{body}"))
     }
@@ -116,20 +186,62 @@ impl Lockfile {
                 ),
             ));
         }
-        let has_debian = repr.inputs.is_some()
+        let hand = "(was it edited by hand?)\nhint: run `strata lock RECIPE` to rewrite it";
+        let debian = if let Some(arches) = repr.arch {
+            // Several architectures: only `suite` and `[index]`'s `inrelease` at the top.
+            for (key, present) in [
+                ("inputs", repr.inputs.is_some()),
+                ("identity", repr.identity.is_some()),
+                ("architecture", repr.architecture.is_some()),
+                ("[[package]]", repr.packages.is_some()),
+                (
+                    "[[index.file]]",
+                    repr.index.as_ref().is_some_and(|i| !i.files.is_empty()),
+                ),
+            ] {
+                if present {
+                    return Err(invalid(
+                        what,
+                        format!("the debian part has both `[arch.*]` tables and a top-level `{key}` {hand}"),
+                    ));
+                }
+            }
+            let suite = repr
+                .suite
+                .ok_or_else(|| invalid(what, format!("the debian part has no `suite` {hand}")))?;
+            let inrelease = repr.index.map(|i| i.inrelease).ok_or_else(|| {
+                invalid(
+                    what,
+                    format!("the debian part has no `[index]` table {hand}"),
+                )
+            })?;
+            let mut out = Vec::new();
+            for (arch, part) in arches {
+                let lock = DebianLock {
+                    inputs: part.inputs,
+                    identity: part.identity,
+                    suite: suite.clone(),
+                    architecture: arch.clone(),
+                    index: LockedIndex {
+                        inrelease: inrelease.clone(),
+                        files: part.files,
+                    },
+                    packages: part.packages,
+                };
+                lock.check()
+                    .map_err(|detail| invalid(what, format!("[arch.{arch}]: {detail}")))?;
+                out.push(lock);
+            }
+            out
+        } else if repr.inputs.is_some()
             || repr.identity.is_some()
             || repr.suite.is_some()
             || repr.architecture.is_some()
             || repr.index.is_some()
-            || repr.packages.is_some();
-        let debian = if has_debian {
+            || repr.packages.is_some()
+        {
             let need = |v: Option<String>, key: &str| {
-                v.ok_or_else(|| {
-                    invalid(
-                        what,
-                        format!("the debian part has no `{key}` (was it edited by hand?)\nhint: run `strata lock RECIPE` to rewrite it"),
-                    )
-                })
+                v.ok_or_else(|| invalid(what, format!("the debian part has no `{key}` {hand}")))
             };
             let lock = DebianLock {
                 inputs: need(repr.inputs, "inputs")?,
@@ -139,15 +251,15 @@ impl Lockfile {
                 index: repr.index.ok_or_else(|| {
                     invalid(
                         what,
-                        "the debian part has no `[index]` table (was it edited by hand?)\nhint: run `strata lock RECIPE` to rewrite it",
+                        format!("the debian part has no `[index]` table {hand}"),
                     )
                 })?,
                 packages: repr.packages.unwrap_or_default(),
             };
             lock.check().map_err(|detail| invalid(what, detail))?;
-            Some(lock)
+            vec![lock]
         } else {
-            None
+            Vec::new()
         };
         if let Some(b) = &repr.base {
             b.check().map_err(|detail| invalid(what, detail))?;

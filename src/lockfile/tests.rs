@@ -46,7 +46,7 @@ fn debian() -> DebianLock {
 fn base_only_lock_is_one_small_table() {
     let lock = Lockfile {
         base: Some(base()),
-        debian: None,
+        debian: Vec::new(),
     };
     let text = lock.to_toml().unwrap();
     assert_eq!(
@@ -69,7 +69,7 @@ fn base_only_lock_is_one_small_table() {
 fn both_parts_round_trip_in_a_fixed_order() {
     let lock = Lockfile {
         base: Some(base()),
-        debian: Some(debian()),
+        debian: vec![debian()],
     };
     let text = lock.to_toml().unwrap();
     let at = |needle: &str| {
@@ -88,7 +88,7 @@ fn both_parts_round_trip_in_a_fixed_order() {
     // Without the base, the text is the debian-only lock, byte for byte.
     let only_debian = Lockfile {
         base: None,
-        debian: Some(debian()),
+        debian: vec![debian()],
     };
     let d_text = only_debian.to_toml().unwrap();
     assert!(!d_text.contains("[base]"));
@@ -107,13 +107,13 @@ fn both_parts_round_trip_in_a_fixed_order() {
 fn bad_locks_name_the_file_and_the_fix() {
     let both = Lockfile {
         base: Some(base()),
-        debian: Some(debian()),
+        debian: vec![debian()],
     }
     .to_toml()
     .unwrap();
     let base_only = Lockfile {
         base: Some(base()),
-        debian: None,
+        debian: Vec::new(),
     }
     .to_toml()
     .unwrap();
@@ -187,7 +187,7 @@ fn a_lock_written_before_base_tables_existed_still_reads() {
     );
     let lock = Lockfile::parse("old.lock", &old).unwrap();
     assert_eq!(lock.base, None);
-    assert_eq!(lock.debian, Some(debian()));
+    assert_eq!(lock.debian, vec![debian()]);
     assert_eq!(lock.to_toml().unwrap(), old, "rewritten unchanged");
 }
 
@@ -198,12 +198,12 @@ fn update_keeps_the_other_part_and_write_skips_same_bytes() {
     assert_eq!(read(&path).unwrap(), None);
     // A base pin into a missing file: a base-only lock.
     let got = update(&path, |l| l.base = Some(base())).unwrap();
-    assert_eq!(got.debian, None);
+    assert!(got.debian.is_empty());
     // The debian part added: the base stays.
-    update(&path, |l| l.debian = Some(debian())).unwrap();
+    update(&path, |l| l.debian = vec![debian()]).unwrap();
     let both = read(&path).unwrap().unwrap();
     assert_eq!(both.base, Some(base()));
-    assert_eq!(both.debian, Some(debian()));
+    assert_eq!(both.debian, vec![debian()]);
     // A new pin keeps the debian part.
     let mut b2 = base();
     b2.reference = "registry://127.0.0.1:5000/team/base:13".into();
@@ -211,7 +211,7 @@ fn update_keeps_the_other_part_and_write_skips_same_bytes() {
     let again = read(&path).unwrap().unwrap();
     assert_eq!(
         (again.base, again.debian),
-        (Some(b2.clone()), Some(debian()))
+        (Some(b2.clone()), vec![debian()])
     );
     // Same bytes: not rewritten.
     let lock = read(&path).unwrap().unwrap();
@@ -240,4 +240,231 @@ fn lock_path_beside_recipe() {
         lock_path(Path::new("recipes/python3.yaml")),
         Path::new("recipes/python3.lock")
     );
+}
+
+fn debian_arch(arch: &str) -> DebianLock {
+    let mut d = debian();
+    d.architecture = arch.into();
+    d.inputs = format!("sha256:in-{arch}");
+    d.index.files[0].path = format!("main/binary-{arch}/Packages.xz");
+    d.packages.push(LockedPackage {
+        name: "libx".into(),
+        version: "2.0".into(),
+        arch: arch.into(),
+        filename: format!("pool/main/l/libx/libx_2.0_{arch}.deb"),
+        size: 30,
+        sha256: SHA.into(),
+        source: "libx".into(),
+        source_version: "2.0".into(),
+        multi_arch: "same".into(),
+        essential: false,
+    });
+    d.identity = d.compute_identity();
+    d
+}
+
+/// The form of a lock with several architectures, byte for byte.
+const MULTI: &str = r#"# Written by `strata lock`: do not edit by hand; run `strata lock RECIPE` to update.
+format = 1
+suite = "bookworm"
+
+[base]
+reference = "registry://127.0.0.1:5000/team/base:12"
+digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
+[index]
+inrelease = "sha256:bb"
+
+[arch.amd64]
+inputs = "sha256:in-amd64"
+identity = "IDENTITY-amd64"
+
+[[arch.amd64.index_file]]
+path = "main/binary-amd64/Packages.xz"
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+size = 5
+
+[[arch.amd64.package]]
+name = "aa"
+version = "1.0"
+arch = "all"
+filename = "pool/main/a/aa/aa_1.0_all.deb"
+size = 20
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "aa"
+source_version = "1.0"
+multi_arch = "no"
+essential = false
+
+[[arch.amd64.package]]
+name = "libx"
+version = "2.0"
+arch = "amd64"
+filename = "pool/main/l/libx/libx_2.0_amd64.deb"
+size = 30
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "libx"
+source_version = "2.0"
+multi_arch = "same"
+essential = false
+
+[arch.arm64]
+inputs = "sha256:in-arm64"
+identity = "IDENTITY-arm64"
+
+[[arch.arm64.index_file]]
+path = "main/binary-arm64/Packages.xz"
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+size = 5
+
+[[arch.arm64.package]]
+name = "aa"
+version = "1.0"
+arch = "all"
+filename = "pool/main/a/aa/aa_1.0_all.deb"
+size = 20
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "aa"
+source_version = "1.0"
+multi_arch = "no"
+essential = false
+
+[[arch.arm64.package]]
+name = "libx"
+version = "2.0"
+arch = "arm64"
+filename = "pool/main/l/libx/libx_2.0_arm64.deb"
+size = 30
+sha256 = "0a3e5a7a3c2f6e1f10f1d06c08c5e0f2c5d7e2b9c8a1e6f4b3d2c1a0f9e8d7c6"
+source = "libx"
+source_version = "2.0"
+multi_arch = "same"
+essential = false
+"#;
+
+fn multi() -> Lockfile {
+    Lockfile {
+        base: Some(base()),
+        debian: vec![debian_arch("amd64"), debian_arch("arm64")],
+    }
+}
+
+fn multi_text() -> String {
+    MULTI
+        .replace("IDENTITY-amd64", &debian_arch("amd64").identity)
+        .replace("IDENTITY-arm64", &debian_arch("arm64").identity)
+}
+
+#[test]
+fn several_architectures_get_one_table_each() {
+    let lock = multi();
+    let text = lock.to_toml().unwrap();
+    assert_eq!(text, multi_text());
+    let back = Lockfile::parse("m.lock", &text).unwrap();
+    assert_eq!(back, lock);
+    assert_eq!(back.to_toml().unwrap(), text);
+    // Each architecture's part is what a one-architecture lock would hold for it.
+    let one = Lockfile {
+        base: None,
+        debian: vec![back.debian[1].clone()],
+    };
+    let one_text = one.to_toml().unwrap();
+    assert!(
+        one_text.contains("architecture = \"arm64\"\n"),
+        "{one_text}"
+    );
+    assert_eq!(Lockfile::parse("o.lock", &one_text).unwrap(), one);
+    // Architectures in another order: the same bytes.
+    let mut rev = multi();
+    rev.debian.reverse();
+    rev.debian
+        .sort_by(|a, b| a.architecture.cmp(&b.architecture));
+    assert_eq!(rev.to_toml().unwrap(), text);
+}
+
+#[test]
+fn several_architectures_share_one_release() {
+    let mut lock = multi();
+    lock.debian[1].index.inrelease = "sha256:cc".into();
+    let e = lock.to_toml().unwrap_err().to_string();
+    assert!(e.contains("different suites or InRelease"), "{e}");
+    let mut lock = multi();
+    lock.debian[1].architecture = "amd64".into();
+    let e = lock.to_toml().unwrap_err().to_string();
+    assert!(e.contains("architecture amd64 twice"), "{e}");
+}
+
+#[test]
+fn bad_multi_architecture_locks_name_the_place() {
+    let text = multi_text();
+    let cases = [
+        (
+            text.replace(
+                "suite = \"bookworm\"\n",
+                "suite = \"bookworm\"\narchitecture = \"amd64\"\n",
+            ),
+            "top-level `architecture`",
+        ),
+        (
+            text.replace(
+                "suite = \"bookworm\"\n",
+                "suite = \"bookworm\"\ninputs = \"sha256:aa\"\n",
+            ),
+            "top-level `inputs`",
+        ),
+        (text.replace("suite = \"bookworm\"\n", ""), "no `suite`"),
+        (
+            text.replace("[index]\ninrelease = \"sha256:bb\"\n\n", ""),
+            "no `[index]` table",
+        ),
+        (
+            text.replace(
+                "pool/main/l/libx/libx_2.0_arm64.deb",
+                "pool/main/l/libx/libx_2.1_arm64.deb",
+            )
+            .replace(
+                "version = \"2.0\"\narch = \"arm64\"",
+                "version = \"2.1\"\narch = \"arm64\"",
+            ),
+            "[arch.arm64]: identity does not match",
+        ),
+        (
+            text.replace("[arch.arm64]\n", "[arch.arm64]\nsurprise = 1\n"),
+            "unknown field",
+        ),
+        (
+            text.replace(
+                "[arch.arm64]\ninputs = \"sha256:in-arm64\"\n",
+                "[arch.arm64]\n",
+            ),
+            "inputs",
+        ),
+    ];
+    for (bad, want) in cases {
+        let e = Lockfile::parse("dir/m.lock", &bad)
+            .expect_err(want)
+            .to_string();
+        assert!(e.starts_with("dir/m.lock"), "{e}");
+        assert!(e.contains(want) && e.contains("strata lock"), "{want}: {e}");
+    }
+}
+
+#[test]
+fn committed_single_platform_locks_are_rewritten_byte_for_byte() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for dir in ["recipes", "lab/seed"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".lock") || name.ends_with(".python.lock") {
+                continue;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let lock = Lockfile::parse(&name, &text).unwrap();
+            assert!(lock.debian.len() <= 1, "{name}");
+            assert_eq!(lock.to_toml().unwrap(), text, "{name}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 7, "{seen} locks");
 }

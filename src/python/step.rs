@@ -149,7 +149,14 @@ pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings
             "use amd64, arm64, 386, ppc64le, s390x, arm or riscv64",
         )
     })?;
+    // With several platforms each is resolved on its own: the wheel platform follows it.
+    let several = l.recipe.platforms.len() > 1;
     let platform = match &s.platform {
+        Some(_) if several => return Err(at(
+            "platform",
+            "`platform` names one wheel platform, but the recipe builds several `platforms`".into(),
+            "leave `platform` out: each platform gets its own lock, for `manylinux_2_17_<machine>`",
+        )),
         Some(p) => p.clone(),
         None => format!("manylinux_2_17_{machine}"),
     };
@@ -216,6 +223,11 @@ pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings
             format!("{stem}.python.lock")
         }
     };
+    let lock_rel = if several {
+        per_arch_lock(&lock_rel, arch)
+    } else {
+        lock_rel
+    };
     Ok(Settings {
         env: Env::cpython_linux(&python, machine),
         python,
@@ -228,9 +240,40 @@ pub fn settings(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<Settings
     })
 }
 
+/// The lock file of one architecture of a recipe with several platforms: `app.python.lock`
+/// → `app.arm64.python.lock`; another name gets the architecture before its last
+/// extension (`deps.lock` → `deps.arm64.lock`, `deps` → `deps.arm64`).
+pub fn per_arch_lock(rel: &str, arch: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (format!("{d}/"), n),
+        None => (String::new(), rel),
+    };
+    let name = if let Some(stem) = name.strip_suffix(".python.lock") {
+        format!("{stem}.{arch}.python.lock")
+    } else {
+        match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{arch}.{ext}"),
+            _ => format!("{name}.{arch}"),
+        }
+    };
+    format!("{dir}{name}")
+}
+
 /// Pure checks of a python step (called by the recipe parser).
 pub fn validate(l: &LoadedRecipe, path: &str, s: &PythonStep) -> Result<(), RecipeError> {
     settings(l, path, s)?;
+    if l.recipe.platforms.len() > 1 {
+        for (i, p) in l.recipe.platforms.iter().enumerate() {
+            let arch = p.split('/').nth(1).unwrap_or("");
+            if machine_for_oci_arch(arch).is_none() {
+                return Err(l.error_at(
+                    &format!("platforms[{i}]"),
+                    format!("no Python wheel platform is known for architecture `{arch}` (the recipe has a python step)"),
+                    "use amd64, arm64, 386, ppc64le, s390x, arm or riscv64",
+                ));
+            }
+        }
+    }
     match (&s.requirements_file, s.requirements.is_empty()) {
         (Some(_), false) => {
             return Err(l.error_at(
@@ -488,5 +531,64 @@ mod tests {
         assert_eq!(s.interpreter, "/opt/venv/bin/python3");
         assert_eq!(s.lock, Path::new("/r/lab.python.lock"));
         assert_eq!(s.env.get("platform_machine"), Some("aarch64"));
+    }
+
+    #[test]
+    fn several_platforms_get_a_lock_each() {
+        assert_eq!(
+            per_arch_lock("app.python.lock", "arm64"),
+            "app.arm64.python.lock"
+        );
+        assert_eq!(
+            per_arch_lock("locks/deps.lock", "amd64"),
+            "locks/deps.amd64.lock"
+        );
+        assert_eq!(per_arch_lock("d.x/deps", "arm64"), "d.x/deps.arm64");
+        let text = "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - python:\n          python: \"3.11\"\n          target: /usr/lib/python3/dist-packages\n          requirements: [a==1]\n";
+        let l = crate::recipe::parse_str(text, Path::new("/r/app.yaml"), Path::new("/r"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let py = match &l.recipe.layers[0].steps[0] {
+            Step::Python(p) => p.clone(),
+            _ => panic!("not a python step"),
+        };
+        for (platform, lock, tag) in [
+            (
+                "linux/amd64",
+                "/r/app.amd64.python.lock",
+                "manylinux_2_17_x86_64",
+            ),
+            (
+                "linux/arm64",
+                "/r/app.arm64.python.lock",
+                "manylinux_2_17_aarch64",
+            ),
+        ] {
+            let mut one = l.clone();
+            one.recipe.platform = platform.into();
+            let s =
+                settings(&one, "layers[0].steps[0].python", &py).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (s.lock.as_path(), s.platform.as_str()),
+                (Path::new(lock), tag)
+            );
+        }
+        // One wheel platform for several platforms: an error at the step's `platform`.
+        let text = text.replace(
+            "python: \"3.11\"\n",
+            "python: \"3.11\"\n          platform: manylinux_2_36_x86_64\n",
+        );
+        let e = crate::recipe::parse_str(&text, Path::new("/r/app.yaml"), Path::new("/r"))
+            .expect_err("refused");
+        assert!(
+            e.line == 7
+                && e.message.contains("several `platforms`")
+                && e.hint.contains("leave `platform` out"),
+            "{e}"
+        );
+        // A platform without a known wheel machine, at its place in `platforms`.
+        let text = "name: x\nplatforms: [linux/amd64, linux/mips64le]\nlayers:\n  - steps:\n      - python:\n          python: \"3.11\"\n          target: /usr/lib/python3/dist-packages\n          requirements: [a==1]\n";
+        let e = crate::recipe::parse_str(text, Path::new("/r/app.yaml"), Path::new("/r"))
+            .expect_err("refused");
+        assert!(e.line == 2 && e.message.contains("mips64le"), "{e}");
     }
 }

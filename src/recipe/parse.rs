@@ -588,24 +588,8 @@ fn validate(l: &LoadedRecipe) -> Result<(), RecipeError> {
                 Step::Debian(d) => {
                     debian_seen += 1;
                     validate_debian(l, &base, li, layer.steps.len(), debian_seen, d)?;
-                    if r.platforms.len() > 1 {
-                        return Err(l.error_at(
-                            &base,
-                            "debian steps do not support several `platforms` yet (the lock holds one architecture)",
-                            "build one platform per recipe (`platform: linux/arm64`), one recipe per architecture",
-                        ));
-                    }
                 }
-                Step::Python(py) => {
-                    if r.platforms.len() > 1 {
-                        return Err(l.error_at(
-                            &base,
-                            "python steps do not support several `platforms` yet (wheels are locked for one platform)",
-                            "build one platform per recipe (`platform: linux/arm64`), or move the python step to a single-platform recipe",
-                        ));
-                    }
-                    crate::python::step::validate(l, &base, py)?
-                }
+                Step::Python(py) => crate::python::step::validate(l, &base, py)?,
             }
         }
     }

@@ -70,14 +70,9 @@ fn invalid_recipes_point_at_the_place() {
         ("name: x\nplatforms: [linux/amd64, windows]\n", "2:26", "windows"),
         ("name: x\nplatforms: []\n", "2:12", "empty"),
         (
-            "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - debian: {suite: bookworm, packages: [a]}\n",
-            "5:17",
-            "debian steps do not support several `platforms`",
-        ),
-        (
-            "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - python: {python: \"3.11\", target: /usr/lib/python3/dist-packages, requirements: [a]}\n",
-            "5:17",
-            "python steps do not support several `platforms`",
+            "name: x\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - steps:\n      - python: {python: \"3.11\", platform: manylinux_2_36_x86_64, target: /usr/lib/python3/dist-packages, requirements: [a==1]}\n",
+            "5:44",
+            "names one wheel platform, but the recipe builds several `platforms`",
         ),
     ];
     for (text, pos, word) in cases {

@@ -102,7 +102,7 @@ fn lab_packages_are_locked_fetched_and_served_as_a_flat_repository() {
         strata::lockfile::Lockfile::parse("lock", &text)
             .expect("parses")
             .debian,
-        Some(l.lock.clone())
+        vec![l.lock.clone()]
     );
     // hello-app and its dependencies, base-sh through Pre-Depends; no Essential set
     // (data-files is only `Priority: required`, which the minion image already has).

@@ -7,6 +7,7 @@ mod build;
 mod debian;
 mod debian_deb;
 mod debian_examples;
+mod debian_multiarch;
 mod determinism;
 mod errors;
 mod lab;

@@ -674,3 +674,81 @@ fn lock_errors_point_at_the_step() {
         );
     }
 }
+
+/// A python step in a recipe with two platforms: each platform is locked on its own (one
+/// lock per architecture, for its wheel platform); pure wheels give both images the same
+/// python layer, one blob.
+#[test]
+fn two_platforms_lock_each_architecture() {
+    let index = LoopbackIndex::start();
+    let sb = Sandbox::new();
+    let r = sb.path("multi.yaml");
+    fs::write(
+        &r,
+        "name: multi\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: python\n    steps:\n      - python:\n          python: \"3.11\"\n          target: /usr/lib/python3/dist-packages\n          requirements: [alpha==1.0]\n",
+    )
+    .expect("write recipe");
+    let o = run_ok(
+        sb.strata()
+            .arg("lock")
+            .arg(&r)
+            .args(["--index-url", &index.url()]),
+    );
+    let out = stdout(&o);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            out.contains(&format!("multi.{arch}.python.lock resolved: 2 packages")),
+            "{out}"
+        );
+    }
+    assert!(!sb.path("multi.python.lock").exists());
+    let read = |arch: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &fs::read_to_string(sb.path(&format!("multi.{arch}.python.lock"))).expect("lock"),
+        )
+        .expect("json")
+    };
+    let (amd, arm) = (read("amd64"), read("arm64"));
+    assert_eq!(amd["platform"], "manylinux_2_17_x86_64");
+    assert_eq!(arm["platform"], "manylinux_2_17_aarch64");
+    // Pure wheels: the same files for both.
+    assert_eq!(amd["packages"], arm["packages"]);
+
+    let o = run_ok(
+        sb.strata()
+            .arg("--json")
+            .arg("build")
+            .arg(&r)
+            .arg("-o")
+            .arg(sb.path("out")),
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(rep["media_type"], "application/vnd.oci.image.index.v1+json");
+    let layer = |i: usize| rep["platforms"][i]["layers"][0]["digest"].clone();
+    assert_eq!(rep["platforms"][0]["platform"], "linux/amd64");
+    assert_eq!(rep["platforms"][1]["platform"], "linux/arm64");
+    assert!(layer(0).is_string());
+    assert_eq!(layer(0), layer(1), "one python layer for both");
+    // --platform builds the index's arm64 manifest from arm64's lock.
+    let one = sb.build(&r, &sb.path("arm"), &["--platform", "linux/arm64"]);
+    assert_eq!(
+        one,
+        rep["platforms"][1]["manifest_digest"]
+            .as_str()
+            .unwrap_or("")
+    );
+    // Without arm64's lock the arm64 image cannot be built, and the error names the file.
+    fs::remove_file(sb.path("multi.arm64.python.lock")).expect("rm");
+    let o = run(sb
+        .strata()
+        .arg("build")
+        .arg(&r)
+        .arg("-o")
+        .arg(sb.path("out2")));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("platform linux/arm64") && e.contains("multi.arm64.python.lock"),
+        "{e}"
+    );
+}
