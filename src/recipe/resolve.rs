@@ -76,12 +76,10 @@ const SYMLINK_MODE: u32 = 0o777;
 /// An entry on its way into the layer, with what later stages need.
 struct Staged {
     entry: Entry,
-    /// (dev, ino) of a copied file, for hard-link detection.
+    /// (dev, ino) of a copied file with more than one link, for hard-link detection.
     inode: Option<(u64, u64)>,
-    /// Value path of the step that made it, for errors.
-    step: String,
-    /// Metadata of a copied file whose digest is still to be computed.
-    pending: Option<Metadata>,
+    /// Value path of the step that made it, for errors (shared by a step's entries).
+    step: Arc<str>,
 }
 
 /// Resolves layer `layer_index` of the recipe into entries sorted by path, every mtime
@@ -117,7 +115,7 @@ pub fn resolve_layer_with(
         let path = step_path(layer_index, si, step);
         let before = staged.len();
         match step {
-            Step::Copy(c) => copy_step(loaded, &path, c, &mut staged)?,
+            Step::Copy(c) => copy_step(loaded, &path, c, digester, &mut staged)?,
             Step::File(f) => {
                 let mode = step_mode(loaded, &format!("{path}.mode"), f.mode.as_ref())?;
                 let bytes: Arc<[u8]> = Arc::from(f.content.as_bytes());
@@ -210,30 +208,6 @@ pub fn resolve_layer_with(
         }
     }
 
-    // Digests of copied files, in parallel; the store's stat cache makes this cheap.
-    staged
-        .par_iter_mut()
-        .filter(|s| s.pending.is_some())
-        .try_for_each(|s| -> Result<(), RecipeError> {
-            let Some(meta) = s.pending.take() else {
-                return Ok(());
-            };
-            if let EntryKind::File {
-                content: Content::Path { path, sha256 },
-                ..
-            } = &mut s.entry.kind
-            {
-                *sha256 = digester.sha256(path, &meta).map_err(|e| {
-                    loaded.error_at(
-                        &format!("{}.src", s.step),
-                        format!("cannot read {}: {e}", path.display()),
-                        "check the file's permissions",
-                    )
-                })?;
-            }
-            Ok(())
-        })?;
-
     let mut layer = LayerTree::default();
     for s in staged {
         layer.insert(s);
@@ -259,8 +233,7 @@ fn push(staged: &mut Vec<Staged>, step: &str, mut entry: Entry, owner: Owner) {
     staged.push(Staged {
         entry,
         inode: None,
-        step: step.to_string(),
-        pending: None,
+        step: Arc::from(step),
     });
 }
 
@@ -275,20 +248,6 @@ fn join(dir: &str, name: &str) -> String {
             s.push_str(name);
             s
         }
-    }
-}
-
-/// `path` relative to `root`, for a path the walk built as `root/...`: a byte comparison,
-/// where `Path::strip_prefix` compares component by component.
-fn below<'a>(path: &'a Path, root: &Path) -> &'a Path {
-    use std::os::unix::ffi::OsStrExt;
-    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
-    match p.strip_prefix(r) {
-        Some(b"") => Path::new(""),
-        Some(rest) if rest[0] == b'/' && !r.ends_with(b"/") => {
-            Path::new(std::ffi::OsStr::from_bytes(&rest[1..]))
-        }
-        _ => path.strip_prefix(root).unwrap_or(path),
     }
 }
 
@@ -332,6 +291,7 @@ fn copy_step(
     l: &LoadedRecipe,
     step: &str,
     c: &CopyStep,
+    digester: &dyn FileDigester,
     staged: &mut Vec<Staged>,
 ) -> Result<(), RecipeError> {
     let src_path = format!("{step}.src");
@@ -345,6 +305,8 @@ fn copy_step(
     let into_dir = c.dest.ends_with('/') || glob || sources.len() > 1;
     let root = l.dir.canonicalize().unwrap_or_else(|_| l.dir.clone());
 
+    // Everything the step copies, one chunk per directory read (or per single file).
+    let mut chunks: Vec<Vec<Item>> = Vec::new();
     for src in sources {
         let io_err = |e: io::Error, p: &Path| {
             l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
@@ -365,54 +327,15 @@ fn copy_step(
                 dest.clone()
             };
             let prefix = if glob { name.clone() } else { String::new() };
-            let walker = walkdir::WalkDir::new(&real).follow_links(false);
-            let mut it = walker.into_iter();
-            // The walk (directory reads) first, then the `lstat` of every entry on all
-            // cores: for a large tree the stats are most of a no-op rebuild's time.
-            let mut found: Vec<(walkdir::DirEntry, String)> = Vec::new();
-            while let Some(item) = it.next() {
-                let item = item.map_err(|e| {
-                    let p = e
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| real.clone());
-                    l.error_at(&src_path, format!("cannot read {}: {e}", p.display()), "")
-                })?;
-                let rel_os = below(item.path(), &real);
-                // Image paths are UTF-8 (PAX); a lossy conversion would rename silently.
-                let rel = rel_os.to_str().map(str::to_string).ok_or_else(|| {
-                    l.error_at(
-                        &src_path,
-                        format!("{} has a name that is not UTF-8", item.path().display()),
-                        "rename it, or leave it out with `exclude`",
-                    )
-                })?;
-                let landing = join(&prefix, &rel);
-                if !rel.is_empty() && excludes.excludes(&landing) {
-                    if item.file_type().is_dir() {
-                        it.skip_current_dir();
-                    }
-                    continue;
-                }
-                found.push((item, rel));
-            }
-            let metas: Vec<_> = found.par_iter().map(|(item, _)| item.metadata()).collect();
-            for ((item, rel), m) in found.iter().zip(metas) {
-                let m = m.map_err(|e| io_err(e.into(), item.path()))?;
-                let target = join(&top, rel);
-                staged_from_fs(
-                    l,
-                    &src_path,
-                    &root,
-                    item.path(),
-                    &m,
-                    target,
-                    mode,
-                    dir_mode,
-                    &owner,
-                    staged,
-                )?;
-            }
+            let walk = Walk {
+                l,
+                src_path: &src_path,
+                excludes: &excludes,
+                top: &top,
+                prefix: &prefix,
+            };
+            walk.dir(&real, &top, &mut chunks)?;
+            chunks.push(vec![Item::new(real, top, Found::Dir)]);
         } else {
             if excludes.excludes(&name) {
                 continue;
@@ -429,12 +352,169 @@ fn copy_step(
                     "end `dest` with `/` to copy into a directory, e.g. `/usr/bin/`",
                 ));
             }
-            staged_from_fs(
-                l, &src_path, &root, &real, &meta, target, mode, dir_mode, &owner, staged,
-            )?;
+            chunks.push(vec![Item::new(real, target, Found::Stat(meta))]);
         }
     }
+
+    // Digests of the regular files, on all cores: from the store's stat cache when the
+    // stat data is unchanged, else read.
+    chunks
+        .par_iter_mut()
+        .flat_map(|c| c.par_iter_mut())
+        .try_for_each(|item| -> Result<(), RecipeError> {
+            if let Found::Stat(meta) = &item.what {
+                if meta.is_file() {
+                    item.sha256 = digester.sha256(&item.host, meta).map_err(|e| {
+                        l.error_at(
+                            &src_path,
+                            format!("cannot read {}: {e}", item.host.display()),
+                            "check the file's permissions",
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        })?;
+
+    let cx = FsContext {
+        l,
+        src_path: &src_path,
+        step: Arc::from(step),
+        root: &root,
+        mode,
+        dir_mode,
+        owner: &owner,
+    };
+    staged.reserve(chunks.iter().map(Vec::len).sum());
+    for item in chunks.into_iter().flatten() {
+        cx.stage(item, staged)?;
+    }
     Ok(())
+}
+
+/// One object a copy step found.
+struct Item {
+    host: PathBuf,
+    /// Its image path.
+    target: String,
+    what: Found,
+    /// A regular file's content digest (hex), filled in before staging.
+    sha256: String,
+}
+
+impl Item {
+    fn new(host: PathBuf, target: String, what: Found) -> Item {
+        Item {
+            host,
+            target,
+            what,
+            sha256: String::new(),
+        }
+    }
+}
+
+/// What the walk of a copied directory learnt about one object (never followed if a
+/// symlink). Directories and symlinks need no `lstat`: their entries take nothing from
+/// it (a directory's mode is 0755 unless the recipe sets one, a symlink's 0777).
+enum Found {
+    Dir,
+    Symlink,
+    /// Anything else, with its `lstat`.
+    Stat(Metadata),
+}
+
+/// The walk of one copied directory. Each directory is read once; its entries are
+/// `lstat`ed relative to the open directory (`DirEntry::metadata`, which is `statx` on
+/// the directory's descriptor, so the kernel does not look the whole path up again), and
+/// its subdirectories are walked on all cores.
+struct Walk<'a> {
+    l: &'a LoadedRecipe,
+    src_path: &'a str,
+    excludes: &'a Excludes,
+    /// Image path of the walked directory.
+    top: &'a str,
+    /// What exclude patterns see in front of a path below the walked directory.
+    prefix: &'a str,
+}
+
+impl Walk<'_> {
+    fn io_err(&self, e: io::Error, p: &Path) -> RecipeError {
+        self.l.error_at(
+            self.src_path,
+            format!("cannot read {}: {e}", p.display()),
+            "",
+        )
+    }
+
+    /// Every object below `dir` (image path `target`), one chunk per directory.
+    fn dir(
+        &self,
+        dir: &Path,
+        target: &str,
+        chunks: &mut Vec<Vec<Item>>,
+    ) -> Result<(), RecipeError> {
+        let mut here = Vec::new();
+        let mut subdirs = Vec::new();
+        for e in fs::read_dir(dir).map_err(|e| self.io_err(e, dir))? {
+            let e = e.map_err(|e| self.io_err(e, dir))?;
+            let host = e.path();
+            // Image paths are UTF-8 (PAX); a lossy conversion would rename silently.
+            let name = host.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                self.l.error_at(
+                    self.src_path,
+                    format!("{} has a name that is not UTF-8", host.display()),
+                    "rename it, or leave it out with `exclude`",
+                )
+            })?;
+            let child = join(target, name);
+            if !self.excludes.0.is_empty() {
+                let rel = if self.top.is_empty() {
+                    &child[..]
+                } else {
+                    &child[self.top.len() + 1..]
+                };
+                if self.excludes.excludes(&join(self.prefix, rel)) {
+                    continue;
+                }
+            }
+            // The entry's type from the directory itself (`d_type`); `lstat` only when the
+            // file system does not give one.
+            let ft = e.file_type().map_err(|err| self.io_err(err, &host))?;
+            let what = if ft.is_dir() {
+                subdirs.push(here.len());
+                Found::Dir
+            } else if ft.is_symlink() {
+                Found::Symlink
+            } else {
+                Found::Stat(e.metadata().map_err(|err| self.io_err(err, &host))?)
+            };
+            here.push(Item::new(host, child, what));
+        }
+        let below: Vec<Vec<Vec<Item>>> = subdirs
+            .par_iter()
+            .map(|&i| {
+                let mut c = Vec::new();
+                self.dir(&here[i].host, &here[i].target, &mut c)?;
+                Ok(c)
+            })
+            .collect::<Result<_, RecipeError>>()?;
+        chunks.push(here);
+        for b in below {
+            chunks.extend(b);
+        }
+        Ok(())
+    }
+}
+
+/// What every object a copy step stages shares.
+struct FsContext<'a> {
+    l: &'a LoadedRecipe,
+    src_path: &'a str,
+    step: Arc<str>,
+    root: &'a Path,
+    mode: Option<u32>,
+    dir_mode: Option<u32>,
+    owner: &'a Owner,
 }
 
 /// The mode a source gets when the recipe gives none, normalised the way git stores modes:
@@ -448,76 +528,73 @@ pub fn normalized_mode(meta: &Metadata) -> u32 {
     }
 }
 
-/// One file system object (not followed if a symlink) as a staged entry.
-#[allow(clippy::too_many_arguments)]
-fn staged_from_fs(
-    l: &LoadedRecipe,
-    src_path: &str,
-    root: &Path,
-    host: &Path,
-    meta: &Metadata,
-    target: String,
-    mode: Option<u32>,
-    dir_mode: Option<u32>,
-    owner: &Owner,
-    staged: &mut Vec<Staged>,
-) -> Result<(), RecipeError> {
-    let ft = meta.file_type();
-    let bits = normalized_mode(meta);
-    let step = src_path
-        .strip_suffix(".src")
-        .unwrap_or(src_path)
-        .to_string();
-    let (kind, mode, inode, pending) = if ft.is_dir() {
-        (EntryKind::Dir, dir_mode.unwrap_or(bits), None, None)
-    } else if ft.is_file() {
-        let kind = EntryKind::File {
-            content: Content::Path {
-                path: host.to_path_buf(),
-                sha256: String::new(),
-            },
-            size: meta.len(),
+impl FsContext<'_> {
+    /// One object a copy step found as a staged entry.
+    fn stage(&self, item: Item, staged: &mut Vec<Staged>) -> Result<(), RecipeError> {
+        let l = self.l;
+        let Item {
+            host,
+            target,
+            what,
+            sha256,
+        } = item;
+        let (kind, mode, inode) = match what {
+            Found::Dir => (EntryKind::Dir, self.dir_mode.unwrap_or(DIR_MODE), None),
+            Found::Symlink => (self.symlink(&host)?, SYMLINK_MODE, None),
+            Found::Stat(meta) => {
+                let ft = meta.file_type();
+                if ft.is_dir() {
+                    (EntryKind::Dir, self.dir_mode.unwrap_or(DIR_MODE), None)
+                } else if ft.is_symlink() {
+                    (self.symlink(&host)?, SYMLINK_MODE, None)
+                } else if ft.is_file() {
+                    let kind = EntryKind::File {
+                        content: Content::Path { path: host, sha256 },
+                        size: meta.len(),
+                    };
+                    let mode = self.mode.unwrap_or(normalized_mode(&meta));
+                    // Only a file with more than one link can share its inode with another
+                    // copied path; the others need no hard-link lookup.
+                    let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+                    (kind, mode, inode)
+                } else {
+                    let what = if ft.is_fifo() {
+                        "a FIFO"
+                    } else if ft.is_socket() {
+                        "a socket"
+                    } else {
+                        "a device node"
+                    };
+                    return Err(l.error_at(
+                        self.src_path,
+                        format!("{} is {what}, which cannot be copied", host.display()),
+                        "leave it out with `exclude`",
+                    ));
+                }
+            }
         };
-        (
-            kind,
-            mode.unwrap_or(bits),
-            Some((meta.dev(), meta.ino())),
-            Some(meta.clone()),
-        )
-    } else if ft.is_symlink() {
+        let mut entry = Entry::new(target, kind, mode);
+        self.owner.apply(&mut entry);
+        staged.push(Staged {
+            entry,
+            inode,
+            step: self.step.clone(),
+        });
+        Ok(())
+    }
+
+    fn symlink(&self, host: &Path) -> Result<EntryKind, RecipeError> {
         let link = fs::read_link(host).map_err(|e| {
-            l.error_at(
-                src_path,
+            self.l.error_at(
+                self.src_path,
                 format!("cannot read link {}: {e}", host.display()),
                 "",
             )
         })?;
-        check_link_inside(l, src_path, root, host, &link)?;
+        check_link_inside(self.l, self.src_path, self.root, host, &link)?;
         let target = link.to_string_lossy().into_owned();
-        (EntryKind::Symlink { target }, SYMLINK_MODE, None, None)
-    } else {
-        let what = if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "a device node"
-        };
-        return Err(l.error_at(
-            src_path,
-            format!("{} is {what}, which cannot be copied", host.display()),
-            "leave it out with `exclude`",
-        ));
-    };
-    let mut entry = Entry::new(target, kind, mode);
-    owner.apply(&mut entry);
-    staged.push(Staged {
-        entry,
-        inode,
-        step,
-        pending,
-    });
-    Ok(())
+        Ok(EntryKind::Symlink { target })
+    }
 }
 
 /// A symlink inside a copied tree must point inside the recipe's directory: an absolute
@@ -628,6 +705,7 @@ fn tar_step(
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| bad(e.to_string()))?;
+    let step: Arc<str> = Arc::from(step);
     for member in entries {
         let mut member = member.map_err(|e| bad(e.to_string()))?;
         let Some(m) = read_member(&mut member, &mut read_to_bytes).map_err(&bad)? else {
@@ -653,8 +731,7 @@ fn tar_step(
         staged.push(Staged {
             entry,
             inode: None,
-            step: step.to_string(),
-            pending: None,
+            step: step.clone(),
         });
     }
     Ok(())
@@ -678,7 +755,8 @@ type LinkKey = ((u64, u64), u32, u64, u64, String, String);
 #[derive(Default)]
 struct Slots {
     normal: Option<Staged>,
-    opaque: Option<Staged>,
+    /// Rare (opaque whiteouts), so boxed: every path of a layer has a `Slots`.
+    opaque: Option<Box<Staged>>,
 }
 
 /// The layer being assembled, keyed by path so iteration is the final order (at one path,
@@ -687,6 +765,11 @@ struct Slots {
 #[derive(Default)]
 struct LayerTree {
     map: BTreeMap<String, Slots>,
+    /// A path that is a directory or absent, and so is each of its ancestors, as the last
+    /// [`Self::insert`] left them: a path right below it needs no walk up its ancestors
+    /// (the entries of one directory come one after another). Only an insert at it or
+    /// above it could change that, and such an insert is not right below it.
+    parent_ok: Option<String>,
 }
 
 impl LayerTree {
@@ -732,18 +815,23 @@ impl LayerTree {
         }
     }
 
-    fn mark_opaque(&mut self, path: &str, step: &str) {
+    fn mark_opaque(&mut self, path: &str, step: &Arc<str>) {
         let e = Entry::new(path, EntryKind::OpaqueWhiteout, 0);
-        self.slots(path).opaque = Some(Staged {
+        self.slots(path).opaque = Some(Box::new(Staged {
             entry: e,
             inode: None,
-            step: step.to_string(),
-            pending: None,
-        });
+            step: step.clone(),
+        }));
     }
 
     fn insert(&mut self, s: Staged) {
         let path = s.entry.path.clone();
+        if matches!(
+            s.entry.kind,
+            EntryKind::Whiteout | EntryKind::OpaqueWhiteout
+        ) {
+            self.parent_ok = None;
+        }
         match s.entry.kind {
             EntryKind::Whiteout => {
                 self.remove_below(&path);
@@ -757,24 +845,32 @@ impl LayerTree {
                 if !matches!(self.kind_at(&path), Some(EntryKind::Dir)) {
                     self.clear(&path, false);
                 }
-                self.slots(&path).opaque = Some(s);
+                self.slots(&path).opaque = Some(Box::new(s));
                 return;
             }
             _ => {}
         }
         // Ancestors must be directories: a whiteout there becomes "fresh directory"
         // (opaque), a file or link there is replaced (the later step wins).
-        let mut anc = path.as_str();
-        while let Some(i) = anc.rfind('/') {
-            anc = &path[..i];
-            match self.kind_at(anc) {
-                None | Some(EntryKind::Dir) => {}
-                Some(EntryKind::Whiteout) => {
-                    self.clear(anc, false);
-                    self.mark_opaque(anc, &s.step);
+        let parent = path.rfind('/').map(|i| &path[..i]);
+        // A top-level path may be the known path's root: it always resets it.
+        if parent.is_none() || parent != self.parent_ok.as_deref() {
+            let mut anc = path.as_str();
+            while let Some(i) = anc.rfind('/') {
+                anc = &path[..i];
+                match self.kind_at(anc) {
+                    None | Some(EntryKind::Dir) => {}
+                    Some(EntryKind::Whiteout) => {
+                        self.clear(anc, false);
+                        let step = s.step.clone();
+                        self.mark_opaque(anc, &step);
+                    }
+                    Some(_) => self.clear(anc, false),
                 }
-                Some(_) => self.clear(anc, false),
             }
+            // Every ancestor is now a directory or absent; what follows changes only
+            // `path` and below it.
+            self.parent_ok = parent.map(str::to_string);
         }
         let is_dir = matches!(s.entry.kind, EntryKind::Dir);
         match self.kind_at(&path) {
@@ -782,7 +878,10 @@ impl LayerTree {
                 self.remove_below(&path);
                 self.clear(&path, true);
             }
-            Some(EntryKind::Whiteout) if is_dir => self.mark_opaque(&path, &s.step),
+            Some(EntryKind::Whiteout) if is_dir => {
+                let step = s.step.clone();
+                self.mark_opaque(&path, &step)
+            }
             _ => {}
         }
         self.slots_owned(path).normal = Some(s);
@@ -790,7 +889,9 @@ impl LayerTree {
 
     fn finish(mut self, l: &LoadedRecipe, sde: u64) -> Result<Vec<Entry>, RecipeError> {
         // Directories for opaque markers and every missing parent. Paths come in order, so
-        // a path with the same parent as the one before it has nothing new to check.
+        // a path with the same parent as the one before it has nothing new to check, and
+        // an ancestor that has an entry was itself visited before (its own ancestors are
+        // seen to): the walk up stops there.
         let mut missing = Vec::new();
         let mut last_parent: Option<&str> = None;
         for (path, slots) in &self.map {
@@ -802,7 +903,7 @@ impl LayerTree {
             let Some(step) = slots
                 .normal
                 .as_ref()
-                .or(slots.opaque.as_ref())
+                .or(slots.opaque.as_deref())
                 .map(|s| &s.step)
             else {
                 continue;
@@ -815,9 +916,10 @@ impl LayerTree {
             let mut anc = path.as_str();
             while let Some(i) = anc.rfind('/') {
                 anc = &path[..i];
-                if self.kind_at(anc).is_none() {
-                    missing.push((anc.to_string(), step.clone()));
+                if self.kind_at(anc).is_some() {
+                    break;
                 }
+                missing.push((anc.to_string(), step.clone()));
             }
         }
         for (path, step) in missing {
@@ -827,14 +929,13 @@ impl LayerTree {
                     entry: Entry::new(path, EntryKind::Dir, DIR_MODE),
                     inode: None,
                     step,
-                    pending: None,
                 });
             }
         }
 
         // Copied files sharing an inode (and all header fields) become hard links to the
         // bytewise-first path; iteration order is path order.
-        let mut first: HashMap<LinkKey, String> = HashMap::new();
+        let mut first: HashMap<LinkKey, &str> = HashMap::new();
         for (path, slots) in self.map.iter_mut() {
             let Some(s) = slots.normal.as_mut() else {
                 continue;
@@ -852,11 +953,11 @@ impl LayerTree {
             match first.get(&key) {
                 Some(target) => {
                     s.entry.kind = EntryKind::Hardlink {
-                        target: target.clone(),
+                        target: target.to_string(),
                     }
                 }
                 None => {
-                    first.insert(key, path.clone());
+                    first.insert(key, path);
                 }
             }
         }
@@ -874,7 +975,10 @@ impl LayerTree {
             }
         }
         for slots in self.map.into_values() {
-            for mut s in [slots.normal, slots.opaque].into_iter().flatten() {
+            for mut s in [slots.normal, slots.opaque.map(|b| *b)]
+                .into_iter()
+                .flatten()
+            {
                 s.entry.mtime = sde;
                 out.push(s.entry);
             }

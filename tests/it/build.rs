@@ -183,3 +183,133 @@ fn zstd_layers_verify() {
     let o = run_ok(sb.strata().arg("verify").arg(&out));
     assert!(stdout(&o).contains(", 0 problems"));
 }
+
+/// A tree of files whose mtimes are all one fixed time in the past, so that the stat
+/// cache trusts them (a file modified in the last two seconds is always re-read).
+struct AgedTree {
+    dir: std::path::PathBuf,
+}
+
+const AGED: u64 = 1_000_000_000;
+
+impl AgedTree {
+    fn new(sb: &Sandbox) -> AgedTree {
+        let dir = sb.path("src");
+        std::fs::create_dir_all(dir.join("tree/sub/deeper")).expect("mkdir");
+        std::fs::write(
+            dir.join("recipe.yaml"),
+            "name: aged\ntag: t\nlayers:\n  - name: tree\n    steps:\n      - copy: {src: tree/, dest: /opt/t/}\n",
+        )
+        .expect("write recipe");
+        let t = AgedTree { dir };
+        for (rel, text) in [
+            ("a.txt", "alpha\n"),
+            ("sub/b.txt", "bravo\n"),
+            ("sub/deeper/c.txt", "charlie\n"),
+            ("sub/deeper/d.txt", "delta\n"),
+        ] {
+            t.write(rel, text);
+        }
+        t
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.join("tree").join(rel)
+    }
+
+    /// Writes `rel` and sets its mtime to [`AGED`].
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::write(&p, text).expect("write");
+        Self::age(&p);
+    }
+
+    fn age(p: &Path) {
+        let f = std::fs::File::options().write(true).open(p).expect("open");
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(AGED))
+            .expect("set mtime");
+    }
+
+    fn recipe(&self) -> std::path::PathBuf {
+        self.dir.join("recipe.yaml")
+    }
+}
+
+/// The digest and the layer's `source` of a build of `tree` into `out`.
+fn build_json(sb: &Sandbox, tree: &AgedTree, out: &Path) -> (String, String) {
+    let o = run_ok(
+        sb.strata()
+            .args(["build", "--json", "-o"])
+            .arg(out)
+            .arg(tree.recipe()),
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    (
+        v["digest"].as_str().expect("digest").to_string(),
+        v["layers"][0]["source"]
+            .as_str()
+            .expect("source")
+            .to_string(),
+    )
+}
+
+/// The digest of the tree as it is now, built with an empty cache.
+fn cold_digest(tree: &AgedTree) -> String {
+    let fresh = Sandbox::new();
+    build_json(&fresh, tree, &fresh.path("out")).0
+}
+
+#[test]
+fn rebuild_with_the_stat_cache_sees_every_change() {
+    let sb = Sandbox::new();
+    let tree = AgedTree::new(&sb);
+    let out = sb.path("out");
+    let (first, source) = build_json(&sb, &tree, &out);
+    assert_eq!(source, "built");
+    // Nothing changed: the layer comes from the cache, the digest is the same.
+    assert_eq!(
+        build_json(&sb, &tree, &out),
+        (first.clone(), "cached".into())
+    );
+
+    let mut before = first;
+    let mut check = |what: &str, change: &dyn Fn()| {
+        change();
+        let (warm, source) = build_json(&sb, &tree, &out);
+        assert_eq!(source, "built", "{what}: the layer must be rebuilt");
+        assert_ne!(warm, before, "{what}: the image must change");
+        assert_eq!(
+            warm,
+            cold_digest(&tree),
+            "{what}: warm and cold builds differ"
+        );
+        before = warm;
+    };
+    // Same size, same mtime, same inode: only the ctime tells.
+    check("content changed in place", &|| {
+        tree.write("a.txt", "ALPHA\n")
+    });
+    // A new file (new inode) renamed over the old one, same size and mtime.
+    check("file replaced by another", &|| {
+        let tmp = tree.path("sub/.b.new");
+        std::fs::write(&tmp, "BRAVO\n").expect("write");
+        AgedTree::age(&tmp);
+        std::fs::rename(&tmp, tree.path("sub/b.txt")).expect("rename");
+    });
+    check("file replaced by a symlink", &|| {
+        let p = tree.path("sub/deeper/c.txt");
+        std::fs::remove_file(&p).expect("rm");
+        std::os::unix::fs::symlink("d.txt", &p).expect("symlink");
+    });
+    check("new file in a directory", &|| {
+        tree.write("sub/deeper/e.txt", "echo\n")
+    });
+    check("file removed", &|| {
+        std::fs::remove_file(tree.path("sub/deeper/d.txt")).expect("rm")
+    });
+    check("mode changed", &|| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = tree.path("a.txt");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    });
+}

@@ -184,6 +184,33 @@ layers:
     );
 }
 
+/// A file put where a directory above earlier entries was is replaced again by a later
+/// entry below it, whatever level it is at (the walk up a path's ancestors is skipped only
+/// for a path right below one whose ancestors are known to be directories).
+#[test]
+fn a_file_above_later_entries_becomes_a_directory_again() {
+    for (at, kept) in [("/x", true), ("/x/y", false)] {
+        let recipe = format!(
+            "\
+name: t
+layers:
+  - steps:
+      - dir: {{path: /x/y}}
+      - file: {{path: /x/y/f1, content: one}}
+      - file: {{path: {at}, content: file}}
+      - file: {{path: /x/y/f2, content: two}}
+"
+        );
+        let tmp = recipe_dir(&recipe, &[]);
+        let mut want = vec!["x dir 755 0:0 :", "x/y dir 755 0:0 :"];
+        if kept {
+            want.push("x/y/f1 file 3 644 0:0 :");
+        }
+        want.push("x/y/f2 file 3 644 0:0 :");
+        assert_eq!(summary(&must(&tmp)), want, "file at {at}");
+    }
+}
+
 #[test]
 fn removals_become_whiteouts() {
     let recipe = "\
