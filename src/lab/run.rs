@@ -16,8 +16,21 @@ use super::results::parse_returns;
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for the bytecode cache of one image to fill (see [`WARM_PYCACHE`]).
 pub const WARM_TIMEOUT: Duration = Duration::from_secs(300);
-/// Salt's own `-t` for a ping round.
+/// Salt's own `-t` for a ping round of a few minions; see [`ping_timeout_s`].
 pub const PING_SALT_TIMEOUT_S: u64 = 5;
+/// The longest `-t` of a ping round.
+pub const PING_SALT_TIMEOUT_MAX_S: u64 = 30;
+/// How long the `salt` command of a ping round may take beyond its `-t`: starting the
+/// Salt CLI (a Python process) on a master whose machine is busy starting minions.
+pub const PING_EXEC_GRACE: Duration = Duration::from_secs(120);
+
+/// Salt's `-t` for a ping round of `missing` minions: 5 s, plus 1 s for every two minions,
+/// up to 30 s. Each round makes every minion asked fork a job; with a short `-t`, minions
+/// that answer late on a busy machine are asked again and again, and those extra jobs are
+/// what keeps the machine busy (50 minions on 2 cores never all answered with 5 s).
+pub fn ping_timeout_s(missing: usize) -> u64 {
+    (PING_SALT_TIMEOUT_S + missing as u64 / 2).min(PING_SALT_TIMEOUT_MAX_S)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -140,11 +153,12 @@ pub fn wait_for_minions(
     let mut missing = plan.minion_ids.clone();
     loop {
         check_interrupted()?;
-        let cmd = salt_cmd(&missing, PING_SALT_TIMEOUT_S, &["test.ping"]);
+        let t = ping_timeout_s(missing.len());
+        let cmd = salt_cmd(&missing, t, &["test.ping"]);
         if let Ok(out) = b.exec(
             &plan.master.name,
             &cmd,
-            Duration::from_secs(PING_SALT_TIMEOUT_S + 30),
+            Duration::from_secs(t) + PING_EXEC_GRACE,
         ) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
                 missing.retain(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)));
@@ -416,6 +430,15 @@ mod tests {
             pings[1..].iter().all(|c| c.contains(" -L w3 ")),
             "{pings:?}"
         );
+    }
+
+    #[test]
+    fn ping_rounds_wait_longer_for_more_minions() {
+        assert_eq!(ping_timeout_s(1), 5);
+        assert_eq!(ping_timeout_s(10), 10);
+        assert_eq!(ping_timeout_s(25), 17);
+        assert_eq!(ping_timeout_s(50), 30);
+        assert_eq!(ping_timeout_s(500), PING_SALT_TIMEOUT_MAX_S);
     }
 
     #[test]
