@@ -233,6 +233,24 @@ pub(crate) mod tests {
         }
     }
 
+    impl MapFetcher {
+        /// A mirror at `mirror` serving the fixture repository's signed Release and the
+        /// amd64 and arm64 `Packages.xz` of its `main` component.
+        pub(crate) fn fixture_two_arches(mirror: &str) -> MapFetcher {
+            let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/debian/repo");
+            let mut f = MapFetcher::default();
+            for rel in [
+                "dists/fixture/InRelease",
+                "dists/fixture/main/binary-amd64/Packages.xz",
+                "dists/fixture/main/binary-arm64/Packages.xz",
+            ] {
+                let body = std::fs::read(format!("{repo}/{rel}")).unwrap();
+                f.files.insert(format!("{mirror}/{rel}"), body);
+            }
+            f
+        }
+    }
+
     fn sha(b: &[u8]) -> String {
         crate::digest::sha256_digest(b)
             .trim_start_matches("sha256:")

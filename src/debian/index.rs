@@ -487,14 +487,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let ring = Keyring::from_bytes("keyring.gpg", &fixture("keyring.gpg")).unwrap();
         let m = "http://mirror.example.invalid/debian";
-        let mut f = MapFetcher::default();
-        for rel in [
-            "dists/fixture/InRelease",
-            "dists/fixture/main/binary-amd64/Packages.xz",
-            "dists/fixture/main/binary-arm64/Packages.xz",
-        ] {
-            f.files.insert(format!("{m}/{rel}"), fixture(rel));
-        }
+        let f = MapFetcher::fixture_two_arches(m);
         let main = vec!["main".to_string()];
         let arches = vec!["amd64".to_string(), "arm64".to_string()];
         let idx = fetch_arch_indices(&f, &store, m, "fixture", &main, &arches, &ring, 0).unwrap();

@@ -616,15 +616,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let m = "http://mirror.example.invalid/debian";
-        let mut f = MapFetcher::default();
-        for rel in [
-            "dists/fixture/InRelease",
-            "dists/fixture/main/binary-amd64/Packages.xz",
-            "dists/fixture/main/binary-arm64/Packages.xz",
-        ] {
-            f.files
-                .insert(format!("{m}/{rel}"), std::fs::read(repo.join(rel)).unwrap());
-        }
+        let f = MapFetcher::fixture_two_arches(m);
         let opts = IndexOptions {
             mirror: Some(m.into()),
             keyring: Some(repo.join("keyring.gpg")),
