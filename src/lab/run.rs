@@ -215,7 +215,7 @@ pub fn apply(
         let out = b.exec(&plan.master.name, &sync, timeout + Duration::from_secs(30))?;
         if out.code != 0 {
             return Err(LabError::Salt(format!(
-                "saltutil.sync_all of the custom modules failed (exit code {}): {}{}",
+                "saltutil.sync_all of the custom modules failed (exit code {}): {}; stderr: {}",
                 out.code,
                 out.stdout.trim(),
                 out.stderr.trim()
