@@ -33,6 +33,16 @@ except Exception:
 compileall.compile_dir(os.path.dirname(salt.__file__), quiet=1, workers=0)
 ";
 
+/// Salt's `lazy_loader_strict_matching` (3006.19 and later; Salt says its default becomes
+/// `True`), set on the master and every minion. Without it, asking a loader for a function
+/// that no module has imports every module of that kind to look for it, and a state run
+/// does that in each job: any state with `unless`, `onlyif` or `creates` asks for
+/// `STATE.mod_run_check`, which most state modules lack, so every state module is loaded
+/// and its `__virtual__` run, which loads every execution module and every utils module in
+/// turn (about 1 s of CPU per minion per highstate). With it, a module is found only by a
+/// file name that contains its name or virtual name, as every module Salt ships is named.
+pub const STRICT_LOADER: &str = "lazy_loader_strict_matching";
+
 /// A minion's RSA key pair as Salt stores it (PKCS#1 private, SubjectPublicKeyInfo public).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPair {
@@ -199,6 +209,7 @@ pub fn plan(
     master_conf.insert("open_mode".into(), false.into());
     master_conf.insert("file_roots".into(), base_env(salt_dirs));
     master_conf.insert("pillar_roots".into(), base_env(pillar_dirs));
+    master_conf.insert(STRICT_LOADER.into(), true.into());
     let master_conf = merged(master_conf, &lab.spec.master.config);
     let mut master_files = vec![FileSpec {
         path: "/etc/salt/master.d/strata.conf".into(),
@@ -243,6 +254,7 @@ pub fn plan(
         // each state run, then reloads every module: a quarter of a minion's highstate.
         // strata syncs them itself when the file roots have any (see [`custom_module_dirs`]).
         conf.insert("autoload_dynamic_modules".into(), false.into());
+        conf.insert(STRICT_LOADER.into(), true.into());
         let conf = merged(conf, &m.config);
         let grains: Mapping = m
             .grains
@@ -432,6 +444,7 @@ mod tests {
         let conf: Value =
             serde_yaml::from_str(file(&p.master, "/etc/salt/master.d/strata.conf")).expect("yaml");
         assert_eq!(conf["auto_accept"], Value::Bool(false));
+        assert_eq!(conf[STRICT_LOADER], Value::Bool(true));
         assert_eq!(conf["log_level"], Value::String("debug".into()));
         assert_eq!(
             conf["file_roots"]["base"],
@@ -462,6 +475,7 @@ mod tests {
         assert_eq!(conf["id"], Value::String("w2".into()));
         assert_eq!(conf["startup_states"], Value::String("highstate".into()));
         assert_eq!(conf["autoload_dynamic_modules"], Value::Bool(false));
+        assert_eq!(conf[STRICT_LOADER], Value::Bool(true));
         assert_eq!(file(m, "/etc/salt/grains").trim(), "roles:\n- web");
         let pem = m
             .files
