@@ -93,13 +93,25 @@ fn load_lab(path: &Path) -> Result<Lab> {
 }
 
 /// The plan of `lab` with its cached keys and the lab's image tags.
-fn lab_plan(lab: &Lab, cache: &Path) -> Result<LabPlan> {
+/// The lab's plan. `prepared`: the images as `up` just handed them to the engine, whose ids
+/// give each image its shared bytecode cache; the other commands create no containers and
+/// pass none.
+fn lab_plan(lab: &Lab, cache: &Path, prepared: &[session::PreparedImage]) -> Result<LabPlan> {
     let ids: Vec<String> = lab.minions.iter().map(|m| m.id.clone()).collect();
     let keys = session::keys(&session::state_dir(cache, lab), &ids)?;
     let images = lab
         .images
         .keys()
-        .map(|n| (n.clone(), session::image_tag(&lab.name, n)))
+        .map(|n| {
+            let image = plan::PlanImage {
+                reference: session::image_tag(&lab.name, n),
+                id: prepared
+                    .iter()
+                    .find(|i| &i.name == n)
+                    .map(|i| i.image_id.clone()),
+            };
+            (n.clone(), image)
+        })
         .collect();
     plan::plan(lab, &images, &keys).map_err(|e| anyhow::anyhow!("{}: {e}", lab.file.display()))
 }
@@ -129,7 +141,7 @@ fn up(ctx: &LabContext, lab: &Lab, b: &DockerBackend) -> Result<LabPlan> {
             );
         }
     }
-    let mut p = lab_plan(lab, &ctx.build.cache_dir)?;
+    let mut p = lab_plan(lab, &ctx.build.cache_dir, &images)?;
     if let Some(apt) = apt_repos(ctx, lab)? {
         plan::add_apt(&mut p, lab, &apt)
             .map_err(|e| anyhow::anyhow!("{}: {e}", lab.file.display()))?;
@@ -311,7 +323,7 @@ pub fn run(ctx: &LabContext, cmd: LabCommand) -> Result<ExitCode> {
             junit,
         } => {
             let lab = load_lab(&lab)?;
-            let mut p = lab_plan(&lab, &ctx.build.cache_dir)?;
+            let mut p = lab_plan(&lab, &ctx.build.cache_dir, &[])?;
             select(&mut p, target.as_deref())?;
             let kind = if test {
                 RunKind::DryRun

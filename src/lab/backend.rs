@@ -12,6 +12,9 @@ pub const LABEL_LAB: &str = "io.strata.lab";
 pub const LABEL_ROLE: &str = "io.strata.lab.role";
 /// Label on minion containers: the minion id.
 pub const LABEL_MINION: &str = "io.strata.lab.minion";
+/// Label on a bytecode cache volume shared by the labs that run one image: the image id.
+/// Such a volume belongs to no lab: `lab down` keeps it, `lab gc` removes it when unused.
+pub const LABEL_PYCACHE: &str = "io.strata.lab.pycache";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -95,9 +98,12 @@ pub trait Backend: Send + Sync {
     /// An internal network (no route out) with these labels.
     fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     fn remove_network(&self, name: &str) -> Result<()>;
-    /// A named volume with these labels.
+    /// A named volume with these labels; a volume of that name that exists already is kept
+    /// as it is (with its labels and contents).
     fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Removes the volume unless a container (running or not) uses it; whether it did.
+    fn remove_volume_if_unused(&self, name: &str) -> Result<bool>;
     /// Creates (does not start) the container and puts its files in.
     fn create_container(&self, spec: &ContainerSpec) -> Result<()>;
     fn start_container(&self, name: &str) -> Result<()>;
@@ -124,6 +130,8 @@ pub struct FakeState {
     pub fail_create: Vec<String>,
     /// Answers to exec by container name: (code, stdout).
     pub exec_answers: BTreeMap<String, (i64, String)>,
+    /// Answers to exec by container name and program (`cmd[0]`), before `exec_answers`.
+    pub exec_answers_by_program: BTreeMap<(String, String), (i64, String)>,
     pub calls: Vec<String>,
     /// Most containers alive at once (checks the start-up bound).
     pub max_concurrent_creates: usize,
@@ -170,7 +178,9 @@ impl Backend for FakeBackend {
     fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
         self.with(|s| {
             s.calls.push(format!("volume+ {name}"));
-            s.volumes.insert(name.into(), labels.clone());
+            s.volumes
+                .entry(name.into())
+                .or_insert_with(|| labels.clone());
         });
         Ok(())
     }
@@ -181,6 +191,20 @@ impl Backend for FakeBackend {
             s.volumes.remove(name);
         });
         Ok(())
+    }
+
+    fn remove_volume_if_unused(&self, name: &str) -> Result<bool> {
+        self.with(|s| {
+            let used = s
+                .containers
+                .values()
+                .any(|(c, _)| c.volumes.iter().any(|v| v.volume == name));
+            if used {
+                return Ok(false);
+            }
+            s.calls.push(format!("volume- {name}"));
+            Ok(s.volumes.remove(name).is_some())
+        })
     }
 
     fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
@@ -239,9 +263,11 @@ impl Backend for FakeBackend {
             if !s.containers.get(name).is_some_and(|c| c.1) {
                 return Err(BackendError::NotFound(format!("running container {name}")));
             }
+            let program = cmd.first().cloned().unwrap_or_default();
             let (code, stdout) = s
-                .exec_answers
-                .get(name)
+                .exec_answers_by_program
+                .get(&(name.to_string(), program))
+                .or_else(|| s.exec_answers.get(name))
                 .cloned()
                 .unwrap_or((0, String::new()));
             Ok(ExecOutput {

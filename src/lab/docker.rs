@@ -216,6 +216,11 @@ impl Backend for DockerBackend {
             "/volumes/create",
             &json!({"Name": name, "Labels": labels}),
         )?;
+        // Docker answers 201 with the volume that exists; an engine that answers 409 for
+        // it means the same.
+        if r.status == 409 {
+            return Ok(());
+        }
         ok(&format!("creating volume {name}"), r).map(drop)
     }
 
@@ -225,6 +230,15 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         ok(&format!("removing volume {name}"), r).map(drop)
+    }
+
+    fn remove_volume_if_unused(&self, name: &str) -> Result<bool> {
+        // Without `force`: the engine refuses (409) to remove a volume a container uses.
+        let r = self.empty("DELETE", &format!("/volumes/{}", enc(name)))?;
+        match r.status {
+            404 | 409 => Ok(false),
+            _ => ok(&format!("removing volume {name}"), r).map(|_| true),
+        }
     }
 
     fn create_container(&self, spec: &ContainerSpec) -> Result<()> {

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use serde_yaml::{Mapping, Value};
 
 use super::backend::{
-    Bind, ContainerSpec, FileSpec, VolumeMount, LABEL_LAB, LABEL_MINION, LABEL_ROLE,
+    Bind, ContainerSpec, FileSpec, VolumeMount, LABEL_LAB, LABEL_MINION, LABEL_PYCACHE, LABEL_ROLE,
 };
 use super::spec::Lab;
+
+/// Salt's default `cachedir` of a master.
+pub const MASTER_CACHEDIR: &str = "/var/cache/salt/master";
 
 /// Where the lab's Salt trees appear in the master container.
 pub const SALT_TREE_DIR: &str = "/srv/strata/salt";
@@ -17,21 +20,57 @@ pub const PILLAR_TREE_DIR: &str = "/srv/strata/pillar";
 /// The master's name on the lab network, Salt's default `master:`.
 pub const MASTER_ALIAS: &str = "salt";
 
-/// Where each container finds the lab's shared bytecode cache: one volume per lab image,
+/// Where each container finds its image's shared bytecode cache: one volume per image,
 /// named by `PYTHONPYCACHEPREFIX`. Images built by strata carry no `.pyc` files (strata runs
 /// no Python at build time), so without it every container compiles Salt for itself.
 pub const PYCACHE_DIR: &str = "/var/cache/strata-lab/pycache";
 
-/// Run once in the first container of each image before the others start: compiles Salt
-/// and what it imports into the shared cache, so the rest of the lab starts warm. An image
-/// without Salt has nothing to compile.
-pub const WARM_PYCACHE: &str = "import compileall, os, sys
+/// Written into a bytecode cache once [`WARM_PYCACHE`] has filled it.
+pub const PYCACHE_COMPLETE: &str = ".strata-complete";
+
+/// Run in the first container of each image before the others start: compiles Salt and
+/// what it imports into the shared cache, so the rest of the lab starts warm, and marks the
+/// cache complete. A cache marked complete (kept from an earlier `up` of this image) is left
+/// as it is; an image without Salt has nothing to compile.
+pub const WARM_PYCACHE: &str = "import os, sys
+done = os.path.join(os.environ.get('PYTHONPYCACHEPREFIX') or sys.exit(0), '.strata-complete')
+if os.path.exists(done):
+    sys.exit(0)
+import compileall
 try:
     import salt.client, salt.master, salt.minion, salt.state
 except Exception:
     sys.exit(0)
 compileall.compile_dir(os.path.dirname(salt.__file__), quiet=1, workers=0)
+open(done, 'w').close()
 ";
+
+/// A lab image as the runtime knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanImage {
+    /// What containers are created from (e.g. `strata-lab/seed-master:latest`).
+    pub reference: String,
+    /// The runtime's image id (`sha256:` of the image config), when known. The image's
+    /// bytecode cache is then one volume for every lab that runs this exact image, kept from
+    /// one `up` to the next (see [`LABEL_PYCACHE`]); without it, the lab's own volume.
+    pub id: Option<String>,
+}
+
+impl From<&str> for PlanImage {
+    fn from(reference: &str) -> PlanImage {
+        PlanImage {
+            reference: reference.into(),
+            id: None,
+        }
+    }
+}
+
+/// A volume created before the lab's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumePlan {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
 
 /// Salt's `lazy_loader_strict_matching` (3006.19 and later; Salt says its default becomes
 /// `True`), set on the master and every minion. Without it, asking a loader for a function
@@ -61,8 +100,10 @@ pub struct LabPlan {
     pub minion_ids: Vec<String>,
     /// The package server for `apt.packages`, started before the minions.
     pub apt: Option<ContainerSpec>,
-    /// The lab's volumes (the bytecode caches), created before any container.
-    pub volumes: Vec<String>,
+    /// The master's Salt `cachedir` (its minion data cache tells which minions connected).
+    pub master_cachedir: String,
+    /// The volumes (the bytecode caches), created before any container.
+    pub volumes: Vec<VolumePlan>,
     /// Containers (the master and the first minion of each image) that fill their image's
     /// bytecode cache before the other minions start.
     pub warm: Vec<String>,
@@ -148,27 +189,42 @@ pub fn network_name(lab: &str) -> String {
     format!("strata-lab-{lab}")
 }
 
-/// The bytecode cache volume of lab image `image` (image names are `[a-z0-9][a-z0-9_-]*`).
-pub fn pycache_volume(lab: &str, image: &str) -> String {
-    format!("strata-lab-{lab}-pycache-{image}")
+/// The bytecode cache volume of lab image `name` (image names are `[a-z0-9][a-z0-9_-]*`):
+/// with the image's id, `strata-lab-pycache-ID` (16 hex digits of it), shared and kept;
+/// without, `strata-lab-LAB-pycache-NAME`, the lab's own.
+pub fn pycache_volume(lab: &str, name: &str, image: &PlanImage) -> VolumePlan {
+    match &image.id {
+        Some(id) => {
+            let hex = id.strip_prefix("sha256:").unwrap_or(id);
+            VolumePlan {
+                name: format!("strata-lab-pycache-{}", &hex[..hex.len().min(16)]),
+                labels: BTreeMap::from([(LABEL_PYCACHE.to_string(), id.clone())]),
+            }
+        }
+        None => VolumePlan {
+            name: format!("strata-lab-{lab}-pycache-{name}"),
+            labels: BTreeMap::from([(LABEL_LAB.to_string(), lab.to_string())]),
+        },
+    }
 }
 
-/// `images`: lab image name → the runtime's image reference. `keys`: minion id → key pair.
+/// `images`: lab image name → the runtime's image. `keys`: minion id → key pair.
 pub fn plan(
     lab: &Lab,
-    images: &BTreeMap<String, String>,
+    images: &BTreeMap<String, PlanImage>,
     keys: &BTreeMap<String, KeyPair>,
 ) -> Result<LabPlan, String> {
-    let image = |name: &str| {
+    let image_of = |name: &str| {
         images
             .get(name)
-            .cloned()
             .ok_or_else(|| format!("image `{name}` was not prepared"))
     };
+    let image = |name: &str| image_of(name).map(|i| i.reference.clone());
+    let volume_of = |name: &str| image_of(name).map(|i| pycache_volume(&lab.name, name, i));
     let network = network_name(&lab.name);
     let labels = BTreeMap::from([(LABEL_LAB.to_string(), lab.name.clone())]);
-    let pycache = |image: &str| VolumeMount {
-        volume: pycache_volume(&lab.name, image),
+    let pycache = |v: &VolumePlan| VolumeMount {
+        volume: v.name.clone(),
         container: PYCACHE_DIR.into(),
     };
     let with = |role: &str, minion: Option<&str>| {
@@ -211,6 +267,12 @@ pub fn plan(
     master_conf.insert("pillar_roots".into(), base_env(pillar_dirs));
     master_conf.insert(STRICT_LOADER.into(), true.into());
     let master_conf = merged(master_conf, &lab.spec.master.config);
+    let master_cachedir = master_conf
+        .get("cachedir")
+        .and_then(|v| v.as_str())
+        .unwrap_or(MASTER_CACHEDIR)
+        .trim_end_matches('/')
+        .to_string();
     let mut master_files = vec![FileSpec {
         path: "/etc/salt/master.d/strata.conf".into(),
         content: yaml(&master_conf)?.into_bytes(),
@@ -226,6 +288,7 @@ pub fn plan(
             mode: 0o644,
         });
     }
+    let master_volume = volume_of(&lab.spec.master.image)?;
     let master = ContainerSpec {
         name: container_name(&lab.name, "master"),
         hostname: MASTER_ALIAS.into(),
@@ -234,12 +297,12 @@ pub fn plan(
         aliases: vec![MASTER_ALIAS.into()],
         labels: with("master", None),
         binds,
-        volumes: vec![pycache(&lab.spec.master.image)],
+        volumes: vec![pycache(&master_volume)],
         files: master_files,
         cmd: vec!["salt-master".into(), "--log-level=warning".into()],
         env: vec![pycache_env()],
     };
-    let mut volumes = vec![pycache_volume(&lab.name, &lab.spec.master.image)];
+    let mut volumes = vec![master_volume];
     let mut warm = vec![master.name.clone()];
 
     let mut minions = Vec::new();
@@ -286,7 +349,8 @@ pub fn plan(
             });
         }
         let name = container_name(&lab.name, &m.id);
-        let volume = pycache_volume(&lab.name, &m.image);
+        let volume = volume_of(&m.image)?;
+        let mount = pycache(&volume);
         if !volumes.contains(&volume) {
             volumes.push(volume);
             warm.push(name.clone());
@@ -299,7 +363,7 @@ pub fn plan(
             aliases: vec![],
             labels: with("minion", Some(&m.id)),
             binds: vec![],
-            volumes: vec![pycache(&m.image)],
+            volumes: vec![mount],
             files,
             // No keepalive parent: the lab restarts nothing, and that second Python process
             // would cost each minion about 40 MB.
@@ -319,6 +383,7 @@ pub fn plan(
         minion_ids: lab.minions.iter().map(|m| m.id.clone()).collect(),
         minions,
         apt: None,
+        master_cachedir,
         volumes,
         warm,
     })
@@ -385,7 +450,7 @@ mod tests {
             Path::new("/labs/t"),
         )
         .expect("lab");
-        let images = BTreeMap::from([("m".to_string(), "im".to_string())]);
+        let images = BTreeMap::from([("m".to_string(), PlanImage::from("im"))]);
         let p = plan(&lab, &images, &keys(&["w1"])).expect("plan");
         let conf: Value =
             serde_yaml::from_str(file(&p.minions[0], "/etc/salt/minion.d/strata.conf"))
@@ -416,7 +481,7 @@ mod tests {
             .collect()
     }
 
-    fn images() -> BTreeMap<String, String> {
+    fn images() -> BTreeMap<String, PlanImage> {
         BTreeMap::from([
             ("m".into(), "img/m:1".into()),
             ("n".into(), "img/n:1".into()),
@@ -457,6 +522,94 @@ mod tests {
         );
         assert!(p.master.binds.iter().all(|b| b.read_only));
         assert_eq!(p.master.binds[1].host, Path::new("/labs/t/more"));
+    }
+
+    #[test]
+    fn an_image_with_an_id_has_one_kept_bytecode_cache_for_every_lab() {
+        let mut imgs = images();
+        for (name, id) in [
+            ("m", "sha256:0123456789abcdef0123"),
+            ("n", "sha256:fedcba9876543210ff"),
+        ] {
+            imgs.get_mut(name).expect("image").id = Some(id.into());
+        }
+        let p = plan(&lab(), &imgs, &keys(&["w1", "w2"])).expect("plan");
+        let names: Vec<&str> = p.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "strata-lab-pycache-0123456789abcdef",
+                "strata-lab-pycache-fedcba9876543210"
+            ]
+        );
+        // Labelled with the image, not the lab: `down` keeps it, `gc` removes it unused.
+        assert_eq!(
+            p.volumes[1].labels,
+            BTreeMap::from([(
+                LABEL_PYCACHE.to_string(),
+                "sha256:fedcba9876543210ff".to_string()
+            )])
+        );
+        assert_eq!(p.master.volumes[0].volume, names[0]);
+        assert!(p.minions.iter().all(|m| m.volumes[0].volume == names[1]));
+        // Another lab running the same image uses the same volume.
+        let mut other = lab();
+        other.name = "u".into();
+        let q = plan(&other, &imgs, &keys(&["w1", "w2"])).expect("plan");
+        assert_eq!(q.volumes, p.volumes);
+        // Without an id, the lab's own volume, removed with the lab.
+        let own = plan(&lab(), &images(), &keys(&["w1", "w2"])).expect("plan");
+        assert_eq!(own.volumes[1].name, "strata-lab-t-pycache-n");
+        assert_eq!(own.volumes[1].labels[LABEL_LAB], "t");
+    }
+
+    /// The warm-up script with the real `python3`, on a stand-in `salt` package: it compiles
+    /// into `PYTHONPYCACHEPREFIX` and marks the cache complete; a complete cache is left
+    /// alone.
+    #[test]
+    fn the_warm_up_fills_a_cache_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pkg = dir.path().join("site/salt");
+        std::fs::create_dir_all(&pkg).expect("mkdir");
+        for m in ["__init__", "client", "master", "minion", "state", "extra"] {
+            std::fs::write(pkg.join(format!("{m}.py")), "X = 1\n").expect("write");
+        }
+        let cache = dir.path().join("pycache");
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        let warm = || {
+            let o = std::process::Command::new("python3")
+                .args(["-c", WARM_PYCACHE])
+                .env("PYTHONPATH", dir.path().join("site"))
+                .env("PYTHONPYCACHEPREFIX", &cache)
+                .output()
+                .expect("python3");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        warm();
+        let pyc_dir = cache.join(pkg.strip_prefix("/").expect("absolute"));
+        let pycs = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let compiled = pycs(&pyc_dir);
+        assert!(
+            compiled.iter().any(|f| f.starts_with("extra.")),
+            "compileall reached the modules nothing imported: {compiled:?}"
+        );
+        assert!(cache.join(PYCACHE_COMPLETE).is_file());
+        // Complete: a second run compiles nothing, even what is missing.
+        for f in &compiled {
+            std::fs::remove_file(pyc_dir.join(f)).expect("rm");
+        }
+        warm();
+        assert!(pycs(&pyc_dir).is_empty(), "{:?}", pycs(&pyc_dir));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use super::backend::ContainerSpec;
-use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB};
+use super::backend::{Backend, BackendError, ResourceKind, LABEL_LAB, LABEL_PYCACHE};
 use super::plan::{custom_module_dirs, LabPlan, WARM_PYCACHE};
 use super::report::{Run, RunKind};
 use super::results::parse_returns;
@@ -80,7 +80,7 @@ fn up_inner(
     start_timeout: Duration,
 ) -> Result<(), LabError> {
     for v in &plan.volumes {
-        b.create_volume(v, &plan.labels)?;
+        b.create_volume(&v.name, &v.labels)?;
     }
     b.create_container(&plan.master)?;
     b.start_container(&plan.master.name)?;
@@ -142,27 +142,126 @@ fn up_inner(
     wait_for_minions(b, plan, start_timeout)
 }
 
-/// Pings from the master until every minion has answered `true` once; each round pings
-/// only the minions that have not answered yet.
+/// Pings from the master until every minion has answered `true` once; see
+/// [`wait_with`].
 pub fn wait_for_minions(
     b: &dyn Backend,
     plan: &LabPlan,
     timeout: Duration,
 ) -> Result<(), LabError> {
+    wait_with(
+        b,
+        plan,
+        timeout,
+        Pacing {
+            stall: STALL_ROUND_AFTER,
+            unlisted_every: UNLISTED_ROUND_EVERY,
+        },
+    )
+}
+
+/// When [`wait_with`] asks again: the minions it asked, after `stall` without a round; the
+/// minions the master's cache does not show, every `unlisted_every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub stall: Duration,
+    pub unlisted_every: Duration,
+}
+
+/// How long after a round the minions it asked that did not answer are asked again.
+pub const STALL_ROUND_AFTER: Duration = Duration::from_secs(10);
+/// How often the minions that the master's data cache does not show are pinged anyway
+/// (a master with `minion_data_cache: False`, say), with a short `-t`.
+pub const UNLISTED_ROUND_EVERY: Duration = Duration::from_secs(30);
+/// Salt's `-t` for those: most of them cannot have got the ping.
+pub const UNLISTED_SALT_TIMEOUT_S: u64 = 5;
+
+/// Lists the master's minion data cache (`CACHEDIR/grains`, `CACHEDIR/minions`): Salt
+/// stores a minion's grains there when it compiles the minion's pillar, which a minion asks
+/// for once its publish channel is connected (Salt 3008: `grains/ID.p`; earlier releases:
+/// `minions/ID/`).
+fn ready_hint(cachedir: &str) -> Vec<String> {
+    let q = |p: String| format!("'{}'", p.replace('\'', r"'\''"));
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "ls {} {} 2>/dev/null; true",
+            q(format!("{cachedir}/grains")),
+            q(format!("{cachedir}/minions"))
+        ),
+    ]
+}
+
+/// The minion ids in [`ready_hint`]'s output.
+fn ready_ids(out: &str) -> Vec<String> {
+    out.split_whitespace()
+        .filter(|w| !w.ends_with(':'))
+        .map(|w| w.strip_suffix(".p").unwrap_or(w).to_string())
+        .collect()
+}
+
+/// The wait for every minion to answer `test.ping`. A minion only gets a ping published
+/// after it connected, and a `salt` round waits its whole `-t` for a listed minion that
+/// never got it; pinging every minion while most are still starting costs a round's length
+/// in waiting (30 s and more at 50 minions), and asking a slow minion again makes it fork
+/// another job. So each minion is pinged as soon as the master's data cache shows it
+/// connected ([`ready_hint`]); a minion that was asked and did not answer is asked again
+/// once no round has run for `pacing.stall`; and every `pacing.unlisted_every` the minions
+/// the cache does not show are pinged with a short `-t`.
+pub fn wait_with(
+    b: &dyn Backend,
+    plan: &LabPlan,
+    timeout: Duration,
+    pacing: Pacing,
+) -> Result<(), LabError> {
     let start = Instant::now();
     let mut missing = plan.minion_ids.clone();
+    let mut asked: std::collections::BTreeSet<String> = Default::default();
+    let mut last_round = Instant::now();
+    let mut last_unlisted = Instant::now();
+    let hint_cmd = ready_hint(&plan.master_cachedir);
     loop {
         check_interrupted()?;
-        let t = ping_timeout_s(missing.len());
-        let cmd = salt_cmd(&missing, t, &["test.ping"]);
-        if let Ok(out) = b.exec(
-            &plan.master.name,
-            &cmd,
-            Duration::from_secs(t) + PING_EXEC_GRACE,
-        ) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
-                missing.retain(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)));
+        let connected = b
+            .exec(&plan.master.name, &hint_cmd, PING_EXEC_GRACE)
+            .map(|o| ready_ids(&o.stdout))
+            .unwrap_or_default();
+        let (listed, unlisted): (Vec<String>, Vec<String>) = missing
+            .iter()
+            .filter(|id| !asked.contains(*id))
+            .cloned()
+            .partition(|id| connected.contains(id));
+        let again: Vec<String> = missing
+            .iter()
+            .filter(|id| asked.contains(*id))
+            .cloned()
+            .collect();
+        let (targets, t) = if !listed.is_empty() {
+            asked.extend(listed.iter().cloned());
+            let t = ping_timeout_s(listed.len());
+            (listed, t)
+        } else if !again.is_empty() && last_round.elapsed() >= pacing.stall {
+            let t = ping_timeout_s(again.len());
+            (again, t)
+        } else if !unlisted.is_empty() && last_unlisted.elapsed() >= pacing.unlisted_every {
+            last_unlisted = Instant::now();
+            (unlisted, UNLISTED_SALT_TIMEOUT_S)
+        } else {
+            (Vec::new(), 0)
+        };
+        if !targets.is_empty() {
+            let cmd = salt_cmd(&targets, t, &["test.ping"]);
+            if let Ok(out) = b.exec(
+                &plan.master.name,
+                &cmd,
+                Duration::from_secs(t) + PING_EXEC_GRACE,
+            ) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+                    missing.retain(|id| v.get(id.as_str()) != Some(&serde_json::Value::Bool(true)));
+                }
             }
+            last_round = Instant::now();
         }
         if missing.is_empty() {
             return Ok(());
@@ -244,9 +343,16 @@ pub fn down(b: &dyn Backend, lab: &str) -> Result<usize, LabError> {
     remove_labelled(b, &format!("{LABEL_LAB}={lab}"))
 }
 
-/// Removes the resources of every lab (orphans of crashed or killed runs included).
+/// Removes the resources of every lab (orphans of crashed or killed runs included), and
+/// the shared bytecode caches that no container uses any more.
 pub fn gc(b: &dyn Backend) -> Result<usize, LabError> {
-    remove_labelled(b, LABEL_LAB)
+    let mut n = remove_labelled(b, LABEL_LAB)?;
+    for r in b.list(LABEL_PYCACHE)? {
+        if r.kind == ResourceKind::Volume && b.remove_volume_if_unused(&r.name)? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn remove_labelled(b: &dyn Backend, filter: &str) -> Result<usize, LabError> {
@@ -299,7 +405,8 @@ mod tests {
         plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan")
     }
 
-    /// A fake engine whose master answers `test.ping` for `ids`.
+    /// A fake engine whose master answers `test.ping` for `ids`, and whose data cache
+    /// shows every minion of the plan connected.
     fn answering(p: &LabPlan, ids: &[String]) -> FakeBackend {
         let b = FakeBackend::default();
         b.state
@@ -307,7 +414,39 @@ mod tests {
             .expect("lock")
             .exec_answers
             .insert(p.master.name.clone(), (0, pings(ids)));
+        connected(&b, p, &p.minion_ids);
         b
+    }
+
+    /// The master's data cache lists `ids` (as `ls` of Salt 3008's `grains` bank does).
+    fn connected(b: &FakeBackend, p: &LabPlan, ids: &[String]) {
+        let ls: String = std::iter::once("/var/cache/salt/master/grains:".to_string())
+            .chain(ids.iter().map(|i| format!("{i}.p")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers_by_program
+            .insert((p.master.name.clone(), "sh".into()), (0, ls));
+    }
+
+    /// The lab's network and master, running, on `b`.
+    fn master_up(b: &FakeBackend, p: &LabPlan) {
+        b.create_network(&p.network, &p.labels).expect("network");
+        for v in &p.volumes {
+            b.create_volume(&v.name, &v.labels).expect("volume");
+        }
+        b.create_container(&p.master).expect("create");
+        b.start_container(&p.master.name).expect("start");
+    }
+
+    fn ping_calls(b: &FakeBackend) -> Vec<String> {
+        let calls = b.state.lock().expect("lock").calls.clone();
+        calls
+            .into_iter()
+            .filter(|c| c.ends_with("test.ping"))
+            .collect()
     }
 
     fn pings(ids: &[String]) -> String {
@@ -379,10 +518,8 @@ mod tests {
             .collect();
         let images = BTreeMap::from([("m".into(), "im".into()), ("n".into(), "in".into())]);
         let p = plan(&lab, &images, &keys).expect("plan");
-        assert_eq!(
-            p.volumes,
-            ["strata-lab-t-pycache-m", "strata-lab-t-pycache-n"]
-        );
+        let names: Vec<&str> = p.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["strata-lab-t-pycache-m", "strata-lab-t-pycache-n"]);
         assert_eq!(p.warm, ["strata-lab-t-master", "strata-lab-t-b1"]);
         let b = answering(&p, &p.minion_ids);
         up(&b, &p, 4, Duration::from_secs(5)).expect("up");
@@ -418,18 +555,117 @@ mod tests {
     }
 
     #[test]
-    fn each_ping_round_asks_only_the_minions_still_missing() {
+    fn each_minion_is_pinged_once_when_the_master_shows_it_connected() {
         let p = lab_plan(3);
-        let b = answering(&p, &p.minion_ids[..2]);
-        up(&b, &p, 2, PING_INTERVAL + Duration::from_millis(500)).expect_err("times out");
-        let calls = b.state.lock().expect("lock").calls.clone();
-        let pings: Vec<&String> = calls.iter().filter(|c| c.ends_with("test.ping")).collect();
-        assert!(pings.len() >= 2, "{calls:?}");
-        assert!(pings[0].contains(" -L w1,w2,w3 "), "{}", pings[0]);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..1])));
+        connected(&b, &p, &p.minion_ids[..2]);
+        master_up(&b, &p);
+        let slow = Pacing {
+            stall: Duration::from_secs(60),
+            unlisted_every: Duration::from_secs(60),
+        };
+        let err = wait_with(&b, &p, Duration::from_millis(2500), slow)
+            .expect_err("w2 and w3 never answer");
+        assert!(err.to_string().contains("w2, w3"), "{err}");
+        // w1 and w2 were asked together, once; w2 did not answer and is not asked again
+        // (no stall yet); w3 never showed up and was never asked.
+        assert_eq!(ping_calls(&b).len(), 1, "{:?}", ping_calls(&b));
         assert!(
-            pings[1..].iter().all(|c| c.contains(" -L w3 ")),
+            ping_calls(&b)[0].contains(" -L w1,w2 "),
+            "{:?}",
+            ping_calls(&b)
+        );
+    }
+
+    #[test]
+    fn minions_asked_and_silent_are_asked_again_after_a_stall() {
+        let p = lab_plan(3);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
+        connected(&b, &p, &p.minion_ids);
+        master_up(&b, &p);
+        let pacing = Pacing {
+            stall: Duration::from_millis(200),
+            unlisted_every: Duration::from_secs(60),
+        };
+        wait_with(&b, &p, PING_INTERVAL * 3, pacing).expect_err("w3 never answers");
+        let pings = ping_calls(&b);
+        assert!(pings.len() >= 2, "{pings:?}");
+        assert!(pings[0].contains(" -t 6 -L w1,w2,w3 "), "{}", pings[0]);
+        assert!(
+            pings[1..].iter().all(|c| c.contains(" -t 5 -L w3 ")),
             "{pings:?}"
         );
+    }
+
+    #[test]
+    fn minions_the_cache_does_not_show_are_pinged_now_and_then_with_a_short_timeout() {
+        let p = lab_plan(3);
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
+        // The data cache shows nobody (`minion_data_cache: False`, say).
+        connected(&b, &p, &[]);
+        master_up(&b, &p);
+        let pacing = Pacing {
+            stall: Duration::from_secs(60),
+            unlisted_every: Duration::from_millis(500),
+        };
+        wait_with(&b, &p, PING_INTERVAL * 3, pacing).expect_err("w3 never answers");
+        let pings = ping_calls(&b);
+        assert!(pings.len() >= 2, "{pings:?}");
+        let short = format!(" -t {UNLISTED_SALT_TIMEOUT_S} -L ");
+        assert!(
+            pings[0].contains(&format!("{short}w1,w2,w3 ")),
+            "{}",
+            pings[0]
+        );
+        assert!(
+            pings[1..]
+                .iter()
+                .all(|c| c.contains(&format!("{short}w3 "))),
+            "{pings:?}"
+        );
+    }
+
+    #[test]
+    fn the_master_cachedir_of_the_lab_file_is_where_the_wait_looks() {
+        let lab = parse_str(
+            "name: t\nimages: {m: m.yaml}\nmaster: {image: m, config: {cachedir: /srv/cache/}}\nminions:\n  - {id: w1, image: m}\n",
+            Path::new("t/lab.yaml"),
+            Path::new("/labs/t"),
+        )
+        .expect("lab");
+        let keys = BTreeMap::from([(
+            "w1".to_string(),
+            KeyPair {
+                private_pem: "k".into(),
+                public_pem: "p".into(),
+            },
+        )]);
+        let p = plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan");
+        assert_eq!(p.master_cachedir, "/srv/cache");
+        assert!(ready_hint(&p.master_cachedir)[2].contains("'/srv/cache/grains'"));
+        assert_eq!(lab_plan(1).master_cachedir, "/var/cache/salt/master");
+    }
+
+    #[test]
+    fn the_data_cache_listing_gives_minion_ids() {
+        let out = "/var/cache/salt/master/grains:\nm01.p\nm02.p\n\n/var/cache/salt/master/minions:\nold1\n";
+        assert_eq!(ready_ids(out), ["m01", "m02", "old1"]);
+        assert!(ready_ids("").is_empty());
     }
 
     #[test]
@@ -470,6 +706,7 @@ mod tests {
             .expect("lock")
             .exec_answers
             .insert(p.master.name.clone(), (0, partial));
+        connected(&b, &p, &p.minion_ids);
         let e = up(&b, &p, 2, Duration::from_millis(10)).expect_err("times out");
         assert!(
             matches!(&e, LabError::NotAnswering { missing, .. } if missing == "w3"),
@@ -578,6 +815,58 @@ mod tests {
     }
 
     #[test]
+    fn down_keeps_a_shared_bytecode_cache_and_gc_removes_it_once_unused() {
+        let mut p = lab_plan(2);
+        p.volumes[0] = crate::lab::plan::VolumePlan {
+            name: "strata-lab-pycache-abc".into(),
+            labels: BTreeMap::from([(LABEL_PYCACHE.into(), "sha256:abc".into())]),
+        };
+        for c in std::iter::once(&mut p.master).chain(p.minions.iter_mut()) {
+            c.volumes[0].volume = "strata-lab-pycache-abc".into();
+        }
+        let b = answering(&p, &p.minion_ids);
+        up(&b, &p, 2, Duration::from_secs(5)).expect("up");
+        // Up again after down: the volume is the one kept, created "again" as it is.
+        assert_eq!(
+            down(&b, "t").expect("down"),
+            4,
+            "3 containers and the network"
+        );
+        assert!(b
+            .state
+            .lock()
+            .expect("lock")
+            .volumes
+            .contains_key("strata-lab-pycache-abc"));
+        up(&b, &p, 2, Duration::from_secs(5)).expect("up again");
+        // In use by a lab: gc removes the lab, and then the unused cache.
+        assert_eq!(gc(&b).expect("gc"), 5);
+        let s = b.state.lock().expect("lock");
+        assert!(
+            s.volumes.is_empty() && s.containers.is_empty(),
+            "{:?}",
+            s.volumes
+        );
+        drop(s);
+        // A cache that a container still uses is kept.
+        b.create_volume("strata-lab-pycache-abc", &p.volumes[0].labels)
+            .expect("volume");
+        let mut user = p.master.clone();
+        user.name = "not-a-lab".into();
+        user.labels.clear();
+        b.create_network(&user.network, &BTreeMap::new())
+            .expect("net");
+        b.create_container(&user).expect("create");
+        assert_eq!(gc(&b).expect("gc"), 0);
+        assert!(b
+            .state
+            .lock()
+            .expect("lock")
+            .volumes
+            .contains_key("strata-lab-pycache-abc"));
+    }
+
+    #[test]
     fn gc_removes_every_lab() {
         let b = FakeBackend::default();
         for lab in ["a", "b"] {
@@ -585,7 +874,10 @@ mod tests {
             p.lab = lab.into();
             p.network = format!("net-{lab}");
             p.labels.insert(LABEL_LAB.into(), lab.into());
-            p.volumes = vec![format!("pyc-{lab}")];
+            p.volumes = vec![crate::lab::plan::VolumePlan {
+                name: format!("pyc-{lab}"),
+                labels: p.labels.clone(),
+            }];
             p.warm = vec![format!("{}-{lab}", p.master.name)];
             for c in std::iter::once(&mut p.master).chain(p.minions.iter_mut()) {
                 c.volumes[0].volume = format!("pyc-{lab}");
@@ -598,6 +890,7 @@ mod tests {
                 .expect("lock")
                 .exec_answers
                 .insert(p.master.name.clone(), (0, pings(&p.minion_ids)));
+            connected(&b, &p, &p.minion_ids);
             up(&b, &p, 1, Duration::from_secs(5)).expect("up");
         }
         assert_eq!(gc(&b).expect("gc"), 8);

@@ -34,6 +34,8 @@ pub struct PreparedImage {
     pub name: String,
     pub repo_tag: String,
     pub manifest_digest: String,
+    /// The image's id: the digest of its config, as Docker names images.
+    pub image_id: String,
     /// Whether the engine already held it.
     pub already_loaded: bool,
 }
@@ -80,6 +82,7 @@ pub fn prepare_images(
             name: name.clone(),
             repo_tag,
             manifest_digest,
+            image_id: config_digest,
             already_loaded,
         });
     }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use strata::docker::{Engine, RequestBody};
 use strata::lab::backend::{
-    Backend, Bind, ContainerSpec, FileSpec, ResourceKind, VolumeMount, LABEL_LAB, LABEL_ROLE,
+    Backend, Bind, ContainerSpec, FileSpec, ResourceKind, VolumeMount, LABEL_LAB, LABEL_PYCACHE,
+    LABEL_ROLE,
 };
 use strata::lab::docker::DockerBackend;
 
@@ -78,6 +79,13 @@ impl Drop for LabGuard {
     fn drop(&mut self) {
         if let Some(b) = &self.0 {
             let _ = strata::lab::run::down(b, &self.1);
+            // The bytecode caches its `up` made outlive `down`; remove them as `lab gc` does
+            // (every unused one: lab tests run one at a time).
+            for r in b.list(LABEL_PYCACHE).unwrap_or_default() {
+                if r.kind == ResourceKind::Volume {
+                    let _ = b.remove_volume_if_unused(&r.name);
+                }
+            }
         }
     }
 }
@@ -274,11 +282,22 @@ fn busybox_recipe(sb: &Sandbox, answering: bool) -> PathBuf {
     } else {
         ("sleeper", "")
     };
+    // An image of its own for each run, so the bytecode cache volume that `up` keeps per
+    // image (here: where the stand-ins leave their ids) starts empty.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    fs::write(
+        dir.join("run-id"),
+        format!("{} {nanos}\n", std::process::id()),
+    )
+    .expect("write");
     let recipe = dir.join("busybox.yaml");
     fs::write(
         &recipe,
         format!(
-            "name: bb\nlayers:\n  - name: bin\n    steps:\n      - copy: {{src: busybox, dest: /bin/busybox, mode: \"0755\"}}\n{links}      - copy: {{src: sleeper, dest: /usr/bin/salt-master, mode: \"0755\"}}\n      - copy: {{src: {minion}, dest: /usr/bin/salt-minion, mode: \"0755\"}}\n{salt}      - dir: {{path: /tmp, mode: \"1777\"}}\nconfig:\n  env: {{PATH: /usr/bin:/bin}}\n  cmd: [/bin/sh]\n"
+            "name: bb\nlayers:\n  - name: bin\n    steps:\n      - copy: {{src: run-id, dest: /etc/strata-it-run}}\n      - copy: {{src: busybox, dest: /bin/busybox, mode: \"0755\"}}\n{links}      - copy: {{src: sleeper, dest: /usr/bin/salt-master, mode: \"0755\"}}\n      - copy: {{src: {minion}, dest: /usr/bin/salt-minion, mode: \"0755\"}}\n{salt}      - dir: {{path: /tmp, mode: \"1777\"}}\nconfig:\n  env: {{PATH: /usr/bin:/bin}}\n  cmd: [/bin/sh]\n"
         ),
     )
     .expect("write recipe");
@@ -669,6 +688,17 @@ fn lab_up_down_checks(engine: &TestEngine) {
         .list(&format!("{LABEL_LAB}={lab}"))
         .expect("list")
         .is_empty());
+    // The image's bytecode cache is kept for the next `up`, with what it holds.
+    let caches = engine.backend.list(LABEL_PYCACHE).expect("list");
+    let cache = caches
+        .iter()
+        .find(|r| r.kind == ResourceKind::Volume && r.name.starts_with("strata-lab-pycache-"))
+        .unwrap_or_else(|| panic!("no kept bytecode cache: {caches:?}"));
+    assert!(
+        cache.labels[LABEL_PYCACHE].starts_with("sha256:"),
+        "{:?}",
+        cache.labels
+    );
     let o = run_ok(engine.strata(&sb).args(["lab", "status"]).arg(&dir));
     assert!(
         crate::stdout(&o).contains("is down"),
@@ -680,5 +710,17 @@ fn lab_up_down_checks(engine: &TestEngine) {
     let o = run_ok(engine.strata(&sb).args(["lab", "up"]).arg(&dir));
     assert!(stderr(&o).contains("(loaded already)"), "{}", stderr(&o));
     run_ok(engine.strata(&sb).args(["lab", "down"]).arg(&dir));
+    // gc removes the cache once no container uses it.
+    run_ok(engine.strata(&sb).args(["lab", "gc"]));
+    assert!(
+        !engine
+            .backend
+            .list(LABEL_PYCACHE)
+            .expect("list")
+            .iter()
+            .any(|r| r.name == cache.name),
+        "gc left {}",
+        cache.name
+    );
     drop(image);
 }
