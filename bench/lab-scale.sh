@@ -9,6 +9,7 @@
 # Environment:
 #   STRATA  strata binary (default target/release/strata)
 #   SIZES   minion counts (default "10 25 50")
+#   RUNNERS "strata baseline" (default), or one of them
 #   CACHE   strata cache with the Salt images built (default target/lab-cache, the one the
 #           tests fill; the first run builds them)
 #
@@ -28,6 +29,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STRATA="${STRATA:-$ROOT/target/release/strata}"
 SIZES="${SIZES:-10 25 50}"
+RUNNERS="${RUNNERS:-strata baseline}"
+for r in $RUNNERS; do
+    case "$r" in strata | baseline) ;; *) echo "error: RUNNERS: unknown runner $r (strata, baseline)" >&2; exit 2 ;; esac
+done
 CACHE="${CACHE:-$ROOT/target/lab-cache}"
 WORK="$ROOT/bench/work/lab"
 FORMULA="$ROOT/bench/lab-formula"
@@ -159,6 +164,7 @@ prepare_baseline_images
 echo "| runner | minions | up, cold (s) | up, all answering (s) | highstate (s) | second highstate (s) | whole \`lab test\` (s) | PSS per minion (MB) |"
 echo "|---|---|---|---|---|---|---|---|"
 for n in $SIZES; do
-    run_strata "$n"
-    run_baseline "$n"
+    for r in $RUNNERS; do
+        "run_$r" "$n"
+    done
 done

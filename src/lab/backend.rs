@@ -136,6 +136,9 @@ pub struct FakeState {
     /// Most containers alive at once (checks the start-up bound).
     pub max_concurrent_creates: usize,
     pub creating: usize,
+    /// Most container removals in flight at once.
+    pub max_concurrent_removes: usize,
+    pub removing: usize,
 }
 
 fn matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
@@ -251,6 +254,13 @@ impl Backend for FakeBackend {
 
     fn remove_container(&self, name: &str) -> Result<()> {
         self.with(|s| {
+            s.removing += 1;
+            s.max_concurrent_removes = s.max_concurrent_removes.max(s.removing);
+        });
+        // Long enough for concurrent removals to overlap.
+        std::thread::sleep(Duration::from_millis(5));
+        self.with(|s| {
+            s.removing -= 1;
             s.calls.push(format!("rm {name}"));
             s.containers.remove(name);
         });
