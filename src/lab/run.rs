@@ -467,6 +467,20 @@ mod tests {
         b.start_container(&p.master.name).expect("start");
     }
 
+    /// A fake engine with the lab's master running, answering `test.ping` for `answering`,
+    /// its data cache showing `connected`.
+    fn waiting_master(p: &LabPlan, answering: &[String], connected_ids: &[String]) -> FakeBackend {
+        let b = FakeBackend::default();
+        b.state
+            .lock()
+            .expect("lock")
+            .exec_answers
+            .insert(p.master.name.clone(), (0, pings(answering)));
+        connected(&b, p, connected_ids);
+        master_up(&b, p);
+        b
+    }
+
     fn ping_calls(b: &FakeBackend) -> Vec<String> {
         let calls = b.state.lock().expect("lock").calls.clone();
         calls
@@ -591,14 +605,7 @@ mod tests {
     #[test]
     fn each_minion_is_pinged_once_when_the_master_shows_it_connected() {
         let p = lab_plan(3);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..1])));
-        connected(&b, &p, &p.minion_ids[..2]);
-        master_up(&b, &p);
+        let b = waiting_master(&p, &p.minion_ids[..1], &p.minion_ids[..2]);
         let slow = Pacing {
             stall: Duration::from_secs(60),
             unlisted_every: Duration::from_secs(60),
@@ -619,14 +626,7 @@ mod tests {
     #[test]
     fn minions_asked_and_silent_are_asked_again_after_a_stall() {
         let p = lab_plan(3);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
-        connected(&b, &p, &p.minion_ids);
-        master_up(&b, &p);
+        let b = waiting_master(&p, &p.minion_ids[..2], &p.minion_ids);
         let pacing = Pacing {
             stall: Duration::from_millis(200),
             unlisted_every: Duration::from_secs(60),
@@ -644,15 +644,8 @@ mod tests {
     #[test]
     fn minions_the_cache_does_not_show_are_pinged_now_and_then_with_a_short_timeout() {
         let p = lab_plan(3);
-        let b = FakeBackend::default();
-        b.state
-            .lock()
-            .expect("lock")
-            .exec_answers
-            .insert(p.master.name.clone(), (0, pings(&p.minion_ids[..2])));
         // The data cache shows nobody (`minion_data_cache: False`, say).
-        connected(&b, &p, &[]);
-        master_up(&b, &p);
+        let b = waiting_master(&p, &p.minion_ids[..2], &[]);
         let pacing = Pacing {
             stall: Duration::from_secs(60),
             unlisted_every: Duration::from_millis(500),
