@@ -409,12 +409,16 @@ mod tests {
     use std::path::Path;
 
     fn lab_plan(n: usize) -> LabPlan {
-        let lab = parse_str(
+        plan_of(
             &format!("name: t\nimages: {{m: m.yaml}}\nmaster: {{image: m}}\nminions:\n  - {{id: \"w{{n}}\", count: {n}, image: m}}\n"),
-            Path::new("t/lab.yaml"),
             Path::new("/labs/t"),
         )
-        .expect("lab");
+    }
+
+    /// The plan of the lab file `yaml` in directory `dir`: stand-in keys for every minion,
+    /// its one image `m` as `img`.
+    fn plan_of(yaml: &str, dir: &Path) -> LabPlan {
+        let lab = parse_str(yaml, &dir.join("lab.yaml"), dir).expect("lab");
         let keys = lab
             .minions
             .iter()
@@ -669,20 +673,10 @@ mod tests {
 
     #[test]
     fn the_master_cachedir_of_the_lab_file_is_where_the_wait_looks() {
-        let lab = parse_str(
+        let p = plan_of(
             "name: t\nimages: {m: m.yaml}\nmaster: {image: m, config: {cachedir: /srv/cache/}}\nminions:\n  - {id: w1, image: m}\n",
-            Path::new("t/lab.yaml"),
             Path::new("/labs/t"),
-        )
-        .expect("lab");
-        let keys = BTreeMap::from([(
-            "w1".to_string(),
-            KeyPair {
-                private_pem: "k".into(),
-                public_pem: "p".into(),
-            },
-        )]);
-        let p = plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan");
+        );
         assert_eq!(p.master_cachedir, "/srv/cache");
         assert!(ready_hint(&p.master_cachedir)[2].contains("'/srv/cache/grains'"));
         assert_eq!(lab_plan(1).master_cachedir, "/var/cache/salt/master");
@@ -780,20 +774,10 @@ mod tests {
     fn custom_modules_in_the_file_roots_are_synced_before_each_run() {
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::create_dir_all(dir.path().join("salt")).expect("mk");
-        let lab = parse_str(
+        let p = plan_of(
             "name: t\nimages: {m: m.yaml}\nmaster: {image: m}\nminions:\n  - {id: w1, image: m}\n",
-            &dir.path().join("lab.yaml"),
             dir.path(),
-        )
-        .expect("lab");
-        let keys = BTreeMap::from([(
-            "w1".to_string(),
-            KeyPair {
-                private_pem: "k".into(),
-                public_pem: "p".into(),
-            },
-        )]);
-        let p = plan(&lab, &BTreeMap::from([("m".into(), "img".into())]), &keys).expect("plan");
+        );
         let b = answering(&p, &p.minion_ids);
         up(&b, &p, 1, Duration::from_secs(5)).expect("up");
         let execs = |b: &FakeBackend| -> Vec<String> {
